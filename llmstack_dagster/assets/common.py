@@ -1,0 +1,41 @@
+"""Shared pieces of the asset layer: the domain partitions and metadata helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import MetadataValue, StaticPartitionsDefinition
+
+from llmstack_dagster.core.curation.demo import load_corpus
+from llmstack_dagster.core.storage import ShardManifest, Storage
+
+CURATION_GROUP = "curation"
+
+# Partitions come from the configured corpus (LLMSTACK_CORPUS_CONFIG) or the demo's domains.
+domain_partitions = StaticPartitionsDefinition(sorted(load_corpus().domains))
+
+
+def markdown_table(rows: list[dict[str, Any]], max_cell: int = 120) -> str:
+    """A markdown table of dict rows (cells are single-line and truncated)."""
+    if not rows:
+        return "_no rows_"
+    headers = list(rows[0])
+
+    def cell(value: Any) -> str:
+        text = str(value).replace("\n", " ").replace("|", "\\|")
+        return text if len(text) <= max_cell else text[: max_cell - 1] + "…"
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(r.get(h)) for h in headers) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def shard_metadata(storage: Storage, manifest: ShardManifest) -> dict[str, Any]:
+    """Row count, bytes and shard paths of a manifest, as Dagster metadata."""
+    return {
+        "rows": MetadataValue.int(manifest.rows),
+        "bytes": MetadataValue.int(manifest.bytes),
+        "dropped": MetadataValue.int(manifest.dropped),
+        "shards": MetadataValue.json([storage.url(s.path) for s in manifest.shards]),
+        "counts": MetadataValue.json(manifest.counts),
+    }

@@ -1,0 +1,22 @@
+"""The Dagster code location: every asset module under ``assets/``, jobs, schedules, resources."""
+
+from __future__ import annotations
+
+from dagster import (
+    Definitions,
+    load_asset_checks_from_package_module,
+    load_assets_from_package_module,
+)
+
+from llmstack_dagster import assets
+from llmstack_dagster.jobs.curation import curation_job, nightly_recuration
+from llmstack_dagster.resources.corpus import CorpusResource
+from llmstack_dagster.resources.storage import StorageResource
+
+defs = Definitions(
+    assets=load_assets_from_package_module(assets),
+    asset_checks=load_asset_checks_from_package_module(assets),
+    jobs=[curation_job],
+    schedules=[nightly_recuration],
+    resources={"storage": StorageResource(), "corpus": CorpusResource()},
+)

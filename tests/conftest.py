@@ -1,0 +1,26 @@
+"""Shared fixtures: the real sample data beside the checkout, and temporary storage roots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmstack_dagster.core.storage import Storage
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data` next to the checkout; the real sample corpora."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"the shared sample data is missing at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Storage:
+    """A fresh local storage root."""
+    return Storage(str(tmp_path / "store"))
