@@ -1,0 +1,1 @@
+"""Data selection and mixing: DSIR per domain, then UniMax / alpha / attribute sampling."""
