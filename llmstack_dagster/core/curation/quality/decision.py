@@ -1,0 +1,37 @@
+"""Keep/drop decision of a scored document under a preset: the list of reasons it fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmstack_dagster.core.curation.quality.presets import Preset
+from llmstack_dagster.core.curation.quality.rules import Rule, failed_rules
+
+
+def failed_reasons(
+    row: dict[str, Any],
+    rules: dict[str, list[Rule]],
+    max_perplexity: float | None,
+    preset: Preset,
+    least_toxic_below: float | None,
+) -> list[str]:
+    """All reasons ``row`` fails, in a fixed order; the first is the drop reason.
+
+    ``rules`` maps rule set (prose, code) to its heuristic rules. Perplexity and the quality
+    classifier apply to prose only: both model prose, and would drop all code.
+    """
+    if row["input_issue"]:
+        return [row["input_issue"]]
+    reasons = failed_rules(row, rules[row["rule_set"]])
+    if row["rule_set"] == "prose":
+        pp = row["perplexity"]
+        if max_perplexity is not None and (pp is None or pp > max_perplexity):
+            reasons.append("perplexity")
+        limit = preset.max_low_quality_score
+        if limit is not None and 1.0 - row["quality_high_prob"] > limit:
+            reasons.append("low_quality")
+    if preset.max_toxicity is not None and row["toxicity"] > preset.max_toxicity:
+        reasons.append("toxicity")
+    if least_toxic_below is not None and row["toxicity"] < least_toxic_below:
+        reasons.append("least_toxic")
+    return reasons

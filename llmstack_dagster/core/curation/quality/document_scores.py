@@ -1,0 +1,95 @@
+"""Per-document scores: input checks, heuristic metrics, perplexity and attributes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmstack_dagster.core.curation.quality import code_rules, gopher, heuristics
+from llmstack_dagster.core.curation.quality.attributes.domain_classifier import DomainPredictor
+from llmstack_dagster.core.curation.quality.attributes.quality_classifier import QualityPredictor
+from llmstack_dagster.core.curation.quality.attributes.toxicity import ToxicityScorer
+from llmstack_dagster.core.curation.quality.perplexity import PerplexityModel, ccnet_bucket
+from llmstack_dagster.core.curation.quality.words import gopher_words
+
+METRIC_FIELDS = (
+    *heuristics.METRICS,
+    *gopher.QUALITY_METRICS,
+    *gopher.REPETITION_METRICS,
+    *code_rules.METRICS,
+)
+ATTRIBUTE_FIELDS = (
+    "perplexity",
+    "ccnet_bucket",
+    "quality_label",
+    "quality_high_prob",
+    "toxicity",
+    "domain_label",
+    "domain_prob",
+)
+_BINARY_MAX_FRACTION = 0.05
+
+
+@dataclass
+class Scorers:
+    perplexity: PerplexityModel
+    bucket_cutoffs: tuple[float, float]
+    quality: QualityPredictor
+    toxicity: ToxicityScorer
+    domain: DomainPredictor
+    code_marker_lines: int
+    max_chars: int
+
+
+def input_issue(text: str, max_chars: int) -> str | None:
+    """'empty', 'too_long' or 'binary' for input that is not scored at all, else None."""
+    if not text or text.isspace():
+        return "empty"
+    if len(text) > max_chars:
+        return "too_long"
+    if not text.isprintable():
+        bad = sum(1 for c in text if c == "\ufffd" or (not c.isprintable() and c not in "\n\t\r"))
+        if bad / len(text) > _BINARY_MAX_FRACTION:
+            return "binary"
+    return None
+
+
+def _metrics(text: str, is_code: bool, marker_lines: int) -> dict[str, float | None]:
+    if is_code:
+        return code_rules.code_metrics(text, marker_lines)
+    words = gopher_words(text)
+    return {
+        **heuristics.heuristic_metrics(text),
+        **gopher.quality_metrics(text, words),
+        **gopher.repetition_metrics(text, words),
+    }
+
+
+def score_texts(texts: list[str], is_code: bool, scorers: Scorers) -> list[dict]:
+    """Score columns for each text (None where a text was not scored)."""
+    rows: list[dict] = []
+    valid: list[int] = []
+    for i, text in enumerate(texts):
+        issue = input_issue(text, scorers.max_chars)
+        row: dict = dict.fromkeys(METRIC_FIELDS + ATTRIBUTE_FIELDS)
+        row["input_issue"] = issue
+        row["rule_set"] = "code" if is_code else "prose"
+        if issue is None:
+            valid.append(i)
+            row.update(_metrics(text, is_code, scorers.code_marker_lines))
+            row["perplexity"] = scorers.perplexity.perplexity(text)
+            row["ccnet_bucket"] = ccnet_bucket(row["perplexity"], scorers.bucket_cutoffs)
+        rows.append(row)
+    if valid:
+        batch = [texts[i] for i in valid]
+        labels, high = scorers.quality(batch)
+        toxicity = scorers.toxicity(batch)
+        domains, domain_prob = scorers.domain(batch)
+        for k, i in enumerate(valid):
+            rows[i].update(
+                quality_label=labels[k],
+                quality_high_prob=float(high[k]),
+                toxicity=float(toxicity[k]),
+                domain_label=domains[k],
+                domain_prob=float(domain_prob[k]),
+            )
+    return rows

@@ -1,0 +1,220 @@
+"""The ``quality_scored`` runner: score every document of a domain, decide keep/drop under a
+preset, write the full scored set, the kept set and drop records.
+
+Pass 1 scores shard by shard into a temporary folder and accumulates bounded histograms; pass 2
+(cheap) applies the preset, which may need a partition-wide quantile (the inverse toxicity
+filter), and writes ``scored/``, ``kept/`` and ``drops/``. Re-deciding with other thresholds
+needs only the ``scored`` shards, never a re-run of the models.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import tempfile
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+from llmstack_dagster.core.curation.quality.attributes.domain_classifier import (
+    DomainClassifierConfig,
+    load_domain_classifier,
+)
+from llmstack_dagster.core.curation.quality.attributes.quality_classifier import (
+    QualityClassifierConfig,
+    load_quality_classifier,
+)
+from llmstack_dagster.core.curation.quality.attributes.toxicity import (
+    ToxicityConfig,
+    load_toxicity_scorer,
+)
+from llmstack_dagster.core.curation.quality.code_rules import CodeRulesConfig
+from llmstack_dagster.core.curation.quality.decision import failed_reasons
+from llmstack_dagster.core.curation.quality.document_scores import (
+    METRIC_FIELDS,
+    Scorers,
+    score_texts,
+)
+from llmstack_dagster.core.curation.quality.gopher import GopherConfig
+from llmstack_dagster.core.curation.quality.heuristics import HeuristicsConfig
+from llmstack_dagster.core.curation.quality.presets import get_preset
+from llmstack_dagster.core.curation.quality.reference_lm import (
+    ReferenceLM,
+    load_perplexity_model,
+)
+from llmstack_dagster.core.curation.quality.report import ScoreSummary
+from llmstack_dagster.core.curation.quality.rules import Rule
+from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
+from llmstack_dagster.core.storage import (
+    ShardManifest,
+    ShardWriter,
+    Storage,
+    iter_shard_tables,
+    partition_dir,
+    write_manifest,
+)
+
+ASSET = "quality_scored"
+STAGE = "quality_scored"
+
+SCORE_FIELDS = [
+    pa.field("input_issue", pa.string()),
+    pa.field("rule_set", pa.string()),
+    pa.field("perplexity", pa.float64()),
+    pa.field("ccnet_bucket", pa.string()),
+    *(pa.field(name, pa.float64()) for name in METRIC_FIELDS),
+    pa.field("quality_label", pa.string()),
+    pa.field("quality_high_prob", pa.float64()),
+    pa.field("toxicity", pa.float64()),
+    pa.field("domain_label", pa.string()),
+    pa.field("domain_prob", pa.float64()),
+]
+DECISION_FIELDS = [
+    pa.field("preset", pa.string(), nullable=False),
+    pa.field("keep", pa.bool_(), nullable=False),
+    pa.field("reasons", pa.list_(pa.string()), nullable=False),
+]
+_PASS1_SCHEMA = pa.schema([*DOCUMENT_SCHEMA, *SCORE_FIELDS])
+SCORED_SCHEMA = pa.schema([*DOCUMENT_SCHEMA, *SCORE_FIELDS, *DECISION_FIELDS])
+"""DOCUMENT_SCHEMA + every score column + the preset's decision (``keep``, ``reasons``)."""
+
+
+class QualityConfig(BaseModel):
+    """Seed thresholds (issue 4) and the active preset."""
+
+    preset: str = "general"
+    max_perplexity: float | None = 5000.0
+    code_domains: list[str] = Field(default_factory=lambda: ["code"])
+    max_doc_chars: int = 1_000_000
+    batch_size: int = 256
+    heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
+    gopher: GopherConfig = Field(default_factory=GopherConfig)
+    code: CodeRulesConfig = Field(default_factory=CodeRulesConfig)
+    quality_classifier: QualityClassifierConfig = Field(default_factory=QualityClassifierConfig)
+    toxicity: ToxicityConfig = Field(default_factory=ToxicityConfig)
+    domain_classifier: DomainClassifierConfig = Field(default_factory=DomainClassifierConfig)
+
+    def rules(self) -> dict[str, list[Rule]]:
+        prose = self.heuristics.rules() + self.gopher.quality_rules()
+        return {"prose": prose + self.gopher.repetition_rules(), "code": self.code.rules()}
+
+
+def load_scorers(storage: Storage, ref: ReferenceLM, config: QualityConfig, cache: str) -> Scorers:
+    """The models for scoring (the KenLM model is copied into ``cache`` if storage is remote)."""
+    classifier = None if config.quality_classifier.backend == "hf" else ref.classifier_path
+    return Scorers(
+        perplexity=load_perplexity_model(storage, ref, cache),
+        bucket_cutoffs=ref.bucket_cutoffs,
+        quality=load_quality_classifier(
+            config.quality_classifier, storage.read_bytes(classifier) if classifier else None
+        ),
+        toxicity=load_toxicity_scorer(config.toxicity),
+        domain=load_domain_classifier(config.domain_classifier),
+        code_marker_lines=config.code.marker_lines,
+        max_chars=config.max_doc_chars,
+    )
+
+
+def _score_pass(
+    storage: Storage, documents: ShardManifest, is_code: bool, scorers: Scorers,
+    writer: ShardWriter, summary: ScoreSummary, batch_size: int,
+) -> None:  # fmt: skip
+    for _, table in iter_shard_tables(storage, documents.shards):
+        for batch in table.to_batches(max_chunksize=batch_size):
+            docs = batch.to_pylist()
+            for doc, scores in zip(docs, score_texts([d["text"] for d in docs], is_code, scorers),
+                                   strict=True):  # fmt: skip
+                summary.add(scores)
+                writer.write_row({**doc, **scores})
+
+
+def _drop_row(row: dict[str, Any], domain: str, reasons: list[str]) -> dict[str, Any]:
+    return make_drop(
+        stage=STAGE, domain=domain, reason=reasons[0], source=row["source"], id=row["id"],
+        detail=json.dumps(reasons), sample=row["text"],
+    )  # fmt: skip
+
+
+def score_quality(
+    storage: Storage,
+    documents: ShardManifest,
+    domain: str,
+    reference_lm: ReferenceLM,
+    config: QualityConfig,
+) -> ShardManifest:
+    """Score, decide and write one domain partition; see the module docstring.
+
+    Returns the manifest of the kept set (``shards``) with the drops; ``extra`` holds the scored
+    shards, keep rates per reason and per domain, the histogram PNG path and the attribute
+    distributions.
+    """
+    preset = get_preset(config.preset)
+    base = partition_dir(ASSET, domain)
+    is_code = domain in config.code_domains
+    summary = ScoreSummary()
+    pass1 = ShardWriter(storage, posixpath.join(base, "_pass1"), _PASS1_SCHEMA)
+    with tempfile.TemporaryDirectory(prefix="quality-") as cache:
+        scorers = load_scorers(storage, reference_lm, config, cache)
+        _score_pass(storage, documents, is_code, scorers, pass1, summary, config.batch_size)
+    pass1_shards = pass1.close()
+
+    least_toxic_below = None
+    if preset.drop_least_toxic_fraction:
+        least_toxic_below = summary.toxicity_quantile(preset.drop_least_toxic_fraction)
+    rules = config.rules()
+    scored = ShardWriter(storage, posixpath.join(base, "scored"), SCORED_SCHEMA)
+    kept = ShardWriter(storage, posixpath.join(base, "kept"), DOCUMENT_SCHEMA)
+    drops = ShardWriter(storage, posixpath.join(base, "drops"), DROP_SCHEMA, prefix="drops")
+    fails: Counter[str] = Counter()
+    first_reasons: Counter[str] = Counter()
+    per_domain_in: Counter[str] = Counter()
+    per_domain_kept: Counter[str] = Counter()
+    total = 0
+    for _, table in iter_shard_tables(storage, pass1_shards):
+        for row in table.to_pylist():
+            reasons = failed_reasons(row, rules, config.max_perplexity, preset, least_toxic_below)
+            total += 1
+            per_domain_in[row["domain"]] += 1
+            fails.update(set(reasons))
+            scored.write_row({**row, "preset": preset.name, "keep": not reasons,
+                              "reasons": reasons})  # fmt: skip
+            if reasons:
+                first_reasons[reasons[0]] += 1
+                drops.write_row(_drop_row(row, domain, reasons))
+            else:
+                per_domain_kept[row["domain"]] += 1
+                kept.write_row({name: row[name] for name in DOCUMENT_SCHEMA.names})
+    scored_shards, kept_shards, drop_shards = scored.close(), kept.close(), drops.close()
+    storage.rm(posixpath.join(base, "_pass1"))
+
+    png_rel = posixpath.join(base, "perplexity_histogram.png")
+    storage.write_bytes(
+        png_rel,
+        summary.perplexity_png(f"{domain}: CCNet perplexity", reference_lm.bucket_cutoffs,
+                               config.max_perplexity),
+    )  # fmt: skip
+    n_kept = sum(s.rows for s in kept_shards)
+    manifest = ShardManifest(
+        asset=ASSET,
+        partition=domain,
+        shards=kept_shards,
+        drops=drop_shards,
+        counts={"in": total, "kept": n_kept, "dropped": total - n_kept},
+        extra={
+            "preset": preset.model_dump(),
+            "least_toxic_below": least_toxic_below,
+            "scored_shards": [s.model_dump() for s in scored_shards],
+            "keep_rate_per_reason": {r: 1 - n / total for r, n in sorted(fails.items())}
+            if total
+            else {},
+            "drops_per_first_reason": dict(sorted(first_reasons.items())),
+            "keep_rate_per_domain": {d: per_domain_kept[d] / n for d, n in per_domain_in.items()},
+            "perplexity_histogram_png": png_rel,
+            "bucket_cutoffs": list(reference_lm.bucket_cutoffs),
+            "distributions": summary.distributions(),
+        },
+    )
+    write_manifest(storage, manifest)
+    return manifest

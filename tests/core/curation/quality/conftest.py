@@ -1,0 +1,53 @@
+"""Session fixtures: one reference LM (KenLM + SentencePiece + quality classifier) trained on
+the even half of the real wiki, books and web samples; the odd half stays unseen for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from quality_data import (
+    book_texts,
+    halves,
+    web_texts,
+    wiki_texts,
+    write_docs,
+)
+
+from llmstack_dagster.core.curation.quality.attributes.quality_classifier import (
+    QualityClassifierConfig,
+)
+from llmstack_dagster.core.curation.quality.reference_lm import (
+    ReferenceLM,
+    ReferenceLMConfig,
+    reference_lm_of,
+    train_reference_lm,
+)
+from llmstack_dagster.core.storage import ShardManifest, Storage
+
+TEST_LM_CONFIG = ReferenceLMConfig(
+    vocab_size=4000,
+    reference_sample_docs=300,
+    web_sample_docs=300,
+    classifier=QualityClassifierConfig(),
+)
+
+
+@pytest.fixture(scope="session")
+def lm_storage(tmp_path_factory: pytest.TempPathFactory) -> Storage:
+    return Storage(str(tmp_path_factory.mktemp("quality") / "store"))
+
+
+@pytest.fixture(scope="session")
+def reference_manifest(lm_storage: Storage, shared_data: Path) -> ShardManifest:
+    reference = {
+        "wiki": write_docs(lm_storage, "dedup", "wiki", halves(wiki_texts(shared_data))[0]),
+        "books": write_docs(lm_storage, "dedup", "books", halves(book_texts(shared_data))[0]),
+    }
+    web = write_docs(lm_storage, "dedup", "web", halves(web_texts(shared_data))[0])
+    return train_reference_lm(lm_storage, reference, web, TEST_LM_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def reference_lm(reference_manifest: ShardManifest) -> ReferenceLM:
+    return reference_lm_of(reference_manifest)
