@@ -1,0 +1,72 @@
+"""The training run's configuration: one JSON file read by the entrypoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from llmstack_dagster.core.models.config import ModelConfig, model_config
+
+DEFAULT_PROMPTS = ["The meaning of", "def main():", "In the year", "Once upon a time"]
+
+
+class OptimConfig(BaseModel):
+    """AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr``.
+
+    Defaults follow GPT-3 / Llama practice: betas (0.9, 0.95), weight decay 0.1 on matrices
+    only, gradient clipping at 1.0.
+    """
+
+    lr: float = 6e-4
+    min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    warmup_steps: int = Field(default=100, ge=0)
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = Field(default=1.0, gt=0.0)
+
+
+class EvalConfig(BaseModel):
+    every: int = Field(default=100, ge=0)
+    batches: int = Field(default=8, ge=1)
+    prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    max_new_tokens: int = 48
+    temperature: float = 0.8
+    top_p: float = 0.9
+
+
+class TrainConfig(BaseModel):
+    """Everything a run needs; paths are local (a Modal volume mount is local too)."""
+
+    data_dir: str
+    out_dir: str
+    preset: str = "tiny"
+    model_overrides: dict[str, Any] = Field(default_factory=dict)
+    seq_len: int = Field(default=128, ge=8)
+    micro_batch_size: int = Field(default=8, ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1)
+    max_steps: int = Field(default=300, ge=1)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    seed: int = 1337
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: bool = False
+    parallelism: Literal["auto", "ddp", "fsdp"] = "auto"
+    fsdp_min_params: int = 500_000_000
+    checkpoint_every: int = Field(default=100, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    log_every: int = Field(default=10, ge=1)
+    export_hf: bool = True
+
+    def resolve_model(self, vocab_size: int) -> ModelConfig:
+        """The preset with the tokenizer's vocabulary and ``model_overrides`` applied."""
+        overrides = {"vocab_size": vocab_size, **self.model_overrides}
+        overrides.setdefault("max_seq_len", max(self.seq_len, 256))
+        return model_config(self.preset, **overrides)
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainConfig:
+        return cls.model_validate_json(Path(path).read_text())

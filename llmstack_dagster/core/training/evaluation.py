@@ -1,0 +1,145 @@
+"""Validation loss and bits-per-byte per domain, and sample generations.
+
+Bits per byte = (mean loss in nats per token) · (tokens / UTF-8 bytes of the domain's val
+documents) / ln 2, which compares models across tokenizers (as in The Pile, Gao et al. 2020).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+
+from llmstack_dagster.core.training.config import EvalConfig
+from llmstack_dagster.core.training.data_loader import TokenWindows
+from llmstack_dagster.core.training.token_shards import TokenShardIndex
+
+Autocast = Callable[[], AbstractContextManager]
+
+
+@torch.no_grad()
+def evaluate_domains(
+    model: nn.Module,
+    data_dir: Path,
+    index: TokenShardIndex,
+    seq_len: int,
+    batch_size: int,
+    max_batches: int,
+    device: torch.device,
+    autocast: Autocast = nullcontext,
+) -> dict[str, float]:
+    """``val/<domain>/loss``, ``val/<domain>/bpb`` and the token-weighted ``val/loss``."""
+    was_training = model.training
+    model.eval()
+    out: dict[str, float] = {}
+    total_nats = total_tokens = 0.0
+    for domain, stats in index.domains.items():
+        shards = index.split_shards("val", domain)
+        length = min(seq_len, sum(s.tokens for s in shards) - 1)
+        if not shards or length < 1 or stats.val_text_bytes == 0:
+            continue
+        windows = TokenWindows(data_dir, index, shards, length)
+        ids = np.arange(min(len(windows), batch_size * max_batches))
+        nats = tokens = 0.0
+        for start in range(0, len(ids), batch_size):
+            x, y = windows.batch(ids[start : start + batch_size])
+            with autocast():
+                losses = model(x.to(device), y.to(device), reduction="none")
+            nats += float(losses.float().sum())
+            tokens += y.numel()
+        loss = nats / tokens
+        out[f"val/{domain}/loss"] = loss
+        out[f"val/{domain}/bpb"] = loss * stats.val_tokens / stats.val_text_bytes / math.log(2)
+        total_nats, total_tokens = total_nats + nats, total_tokens + tokens
+    if total_tokens:
+        out["val/loss"] = total_nats / total_tokens
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    prompt: list[int],
+    max_new_tokens: int,
+    max_seq_len: int,
+    device: torch.device,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """Greedy (temperature 0) or nucleus sampling (Holtzman et al. 2020); new ids only."""
+    ids = list(prompt)
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        context = torch.tensor([ids[-max_seq_len:]], device=device)
+        logits = model(context)[0, -1].float()
+        if temperature <= 0:
+            token = int(logits.argmax())
+        else:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            sorted_probs, order = probs.sort(descending=True)
+            keep = sorted_probs.cumsum(0) - sorted_probs < top_p
+            sorted_probs = sorted_probs * keep
+            choice = torch.multinomial(sorted_probs.cpu(), 1, generator=generator)
+            token = int(order[choice.to(order.device)])
+        if token == eos_id:
+            break
+        ids.append(token)
+        new.append(token)
+    return new
+
+
+def sample_generations(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    cfg: EvalConfig,
+    max_seq_len: int,
+    device: torch.device,
+    eos_id: int,
+    seed: int,
+) -> list[dict[str, str]]:
+    """For each prompt: its greedy and its top-p continuation."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for prompt in cfg.prompts:
+        ids = tokenizer.encode(prompt, add_special_tokens=False).ids
+        row = {"prompt": prompt}
+        for mode, temperature in (("greedy", 0.0), ("top_p", cfg.temperature)):
+            new = generate(
+                model,
+                ids,
+                cfg.max_new_tokens,
+                max_seq_len,
+                device,
+                temperature,
+                cfg.top_p,
+                eos_id,
+                generator,
+            )
+            row[mode] = tokenizer.decode(new)
+        samples.append(row)
+    model.train(was_training)
+    return samples
+
+
+def generations_markdown(samples: list[dict[str, str]], top_p: float) -> str:
+    """A markdown table of prompts and continuations."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", "⏎ ")
+
+    lines = [f"| prompt | greedy | top-p {top_p} |", "| --- | --- | --- |"]
+    lines += [
+        f"| {cell(s['prompt'])} | {cell(s['greedy'])} | {cell(s['top_p'])} |" for s in samples
+    ]
+    return "\n".join(lines)

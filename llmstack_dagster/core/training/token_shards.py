@@ -1,0 +1,315 @@
+"""Packed token shards: documents tokenized in parallel, EOS after each, raw memmap files.
+
+Layout under ``{asset}/{partition}/``::
+
+    index.json                       TokenShardIndex (written last)
+    tokenizer.json                   copy of the tokenizer, so the folder is self-contained
+    train/part-00000.bin             uint16 (vocab <= 65536) or uint32 little-endian tokens
+    val/<domain>/part-00000.bin      held-out documents, one folder per domain
+
+A document goes to validation when its id hashes below ``val_fraction`` or its domain has
+fewer than ``min_val_docs`` validation documents so far, so every domain gets a val split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from datetime import datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import xxhash
+from pydantic import BaseModel, Field
+from tokenizers import Tokenizer
+
+from llmstack_dagster.core.storage import (
+    ShardInfo,
+    ShardManifest,
+    Storage,
+    iter_shard_tables,
+    partition_dir,
+    write_manifest,
+)
+from llmstack_dagster.core.training.tokenizer import (
+    TOKENIZER_FILE,
+    load_tokenizer,
+    special_token_ids,
+    tokenizer_hash,
+)
+
+INDEX_FILE = "index.json"
+
+
+class TokenShardConfig(BaseModel):
+    val_fraction: float = Field(default=0.005, ge=0.0, lt=1.0)
+    min_val_docs: int = Field(default=2, ge=0)
+    max_tokens_per_shard: int = Field(default=100_000_000, ge=1)
+    num_workers: int = Field(default=max(1, (os.cpu_count() or 1) - 1), ge=0)
+    docs_per_task: int = Field(default=256, ge=1)
+    seed: int = 0
+
+
+class TokenShard(BaseModel):
+    path: str
+    split: str
+    domain: str | None
+    tokens: int
+    docs: int
+    text_bytes: int
+
+
+class DomainStats(BaseModel):
+    train_docs: int = 0
+    train_tokens: int = 0
+    val_docs: int = 0
+    val_tokens: int = 0
+    val_text_bytes: int = 0
+
+
+class TokenShardIndex(BaseModel):
+    """Describes one tokenized dataset; the trainer reads only this and the listed files."""
+
+    dtype: str
+    vocab_size: int
+    eos_id: int
+    tokenizer_file: str = TOKENIZER_FILE
+    tokenizer_hash: str
+    mixture_hash: str
+    date_min: datetime | None = None
+    date_max: datetime | None = None
+    shards: list[TokenShard] = Field(default_factory=list)
+    domains: dict[str, DomainStats] = Field(default_factory=dict)
+
+    def split_shards(self, split: str, domain: str | None = None) -> list[TokenShard]:
+        return [
+            s for s in self.shards if s.split == split and (domain is None or s.domain == domain)
+        ]
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned dtype that holds every token id."""
+    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+
+
+def load_token_index(data_dir: Path) -> TokenShardIndex:
+    return TokenShardIndex.model_validate_json((Path(data_dir) / INDEX_FILE).read_text())
+
+
+def read_tokens(data_dir: Path, index: TokenShardIndex, shard: TokenShard) -> np.ndarray:
+    """A read-only memmap of one shard's tokens."""
+    path = Path(data_dir) / shard.path
+    return np.memmap(path, dtype=np.dtype(index.dtype), mode="r", shape=(shard.tokens,))
+
+
+_WORKER_TOKENIZER: Tokenizer | None = None
+
+
+def _init_worker(tokenizer_json: str) -> None:
+    global _WORKER_TOKENIZER
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _WORKER_TOKENIZER = Tokenizer.from_str(tokenizer_json)
+
+
+def _encode(texts: list[str]) -> list[np.ndarray]:
+    assert _WORKER_TOKENIZER is not None
+    encodings = _WORKER_TOKENIZER.encode_batch_fast(texts, add_special_tokens=False)
+    return [np.asarray(e.ids, dtype=np.uint32) for e in encodings]
+
+
+class _InProcessExecutor(Executor):
+    """Runs tasks inline (``num_workers=0``), with the same ``map`` interface."""
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1):  # noqa: ANN001, ANN201
+        return (fn(*args) for args in zip(*iterables, strict=True))
+
+
+class _SplitWriter:
+    """Buffers documents of one split/domain and writes bounded raw token shards."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        base: str,
+        folder: str,
+        split: str,
+        domain: str | None,
+        dtype: np.dtype,
+        max_tokens: int,
+    ) -> None:
+        self.storage, self.base, self.folder = storage, base, folder
+        self.split, self.domain, self.dtype, self.max_tokens = split, domain, dtype, max_tokens
+        self.shards: list[TokenShard] = []
+        self._parts: list[np.ndarray] = []
+        self._tokens = self._docs = self._bytes = 0
+
+    def add(self, ids: np.ndarray, text_bytes: int) -> None:
+        self._parts.append(ids)
+        self._tokens += len(ids)
+        self._docs += 1
+        self._bytes += text_bytes
+        if self._tokens >= self.max_tokens:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._parts:
+            return
+        rel = posixpath.join(self.folder, f"part-{len(self.shards):05d}.bin")
+        with self.storage.open_atomic(posixpath.join(self.base, rel)) as handle:
+            handle.write(np.concatenate(self._parts).astype(self.dtype.newbyteorder("<")).tobytes())
+        self.shards.append(
+            TokenShard(
+                path=rel,
+                split=self.split,
+                domain=self.domain,
+                tokens=self._tokens,
+                docs=self._docs,
+                text_bytes=self._bytes,
+            )
+        )
+        self._parts, self._tokens, self._docs, self._bytes = [], 0, 0, 0
+
+
+def _is_val(doc_id: str, seed: int, fraction: float) -> bool:
+    return xxhash.xxh64_intdigest(doc_id.encode(), seed=seed) / 2**64 < fraction
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def manifest_hash(manifest: ShardManifest) -> str:
+    """SHA-256 of a manifest's canonical JSON: identifies the exact input mixture."""
+    return hashlib.sha256(json.dumps(manifest.model_dump(), sort_keys=True).encode()).hexdigest()
+
+
+def run_token_shards(
+    storage: Storage,
+    inputs: ShardManifest,
+    tokenizer_path: Path,
+    config: TokenShardConfig,
+    asset: str = "tokenized_shards",
+    partition: str | None = None,
+    mixture_hash: str | None = None,
+) -> ShardManifest:
+    """Tokenize the mixture's document shards into packed train/val token shards.
+
+    Streams one Parquet shard at a time; each shard's texts are encoded by ``num_workers``
+    processes in order, so the output is identical for any worker count.
+    """
+    tokenizer = load_tokenizer(tokenizer_path)
+    eos_id = special_token_ids(tokenizer)["eos"]
+    vocab_size = tokenizer.get_vocab_size()
+    dtype = token_dtype(vocab_size)
+    base = partition_dir(asset, partition)
+    storage.rm(base)
+    train = _SplitWriter(storage, base, "train", "train", None, dtype, config.max_tokens_per_shard)
+    val: dict[str, _SplitWriter] = {}
+    stats: dict[str, DomainStats] = {}
+    date_min: datetime | None = None
+    date_max: datetime | None = None
+    eos = np.asarray([eos_id], dtype=np.uint32)
+    executor: Executor = (
+        ProcessPoolExecutor(
+            config.num_workers,
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(tokenizer.to_str(),),
+        )
+        if config.num_workers > 0
+        else _InProcessExecutor()
+    )
+    if config.num_workers == 0:
+        _init_worker(tokenizer.to_str())
+    with executor:
+        for _, table in iter_shard_tables(
+            storage, inputs.shards, columns=["id", "text", "domain", "created"]
+        ):
+            texts = table.column("text").to_pylist()
+            encoded = [
+                ids
+                for part in executor.map(_encode, _chunks(texts, config.docs_per_task))
+                for ids in part
+            ]
+            if table.num_rows:
+                bounds = pc.min_max(table.column("created")).as_py()
+                date_min = min(filter(None, [date_min, bounds["min"]]))
+                date_max = max(filter(None, [date_max, bounds["max"]]))
+            for doc_id, text, domain, ids in zip(
+                table.column("id").to_pylist(),
+                texts,
+                table.column("domain").to_pylist(),
+                encoded,
+                strict=True,
+            ):
+                dom = stats.setdefault(domain, DomainStats())
+                doc = np.concatenate([ids, eos])
+                n_bytes = len(text.encode("utf-8"))
+                if dom.val_docs < config.min_val_docs or _is_val(
+                    doc_id, config.seed, config.val_fraction
+                ):
+                    writer = val.get(domain)
+                    if writer is None:
+                        writer = val[domain] = _SplitWriter(
+                            storage,
+                            base,
+                            posixpath.join("val", domain),
+                            "val",
+                            domain,
+                            dtype,
+                            config.max_tokens_per_shard,
+                        )
+                    writer.add(doc, n_bytes)
+                    dom.val_docs += 1
+                    dom.val_tokens += len(doc)
+                    dom.val_text_bytes += n_bytes
+                else:
+                    train.add(doc, n_bytes)
+                    dom.train_docs += 1
+                    dom.train_tokens += len(doc)
+    for writer in [train, *val.values()]:
+        writer.flush()
+    storage.write_bytes(posixpath.join(base, TOKENIZER_FILE), tokenizer.to_str().encode())
+    index = TokenShardIndex(
+        dtype=dtype.name,
+        vocab_size=vocab_size,
+        eos_id=eos_id,
+        tokenizer_hash=tokenizer_hash(tokenizer_path),
+        mixture_hash=mixture_hash or manifest_hash(inputs),
+        date_min=date_min,
+        date_max=date_max,
+        shards=[*train.shards, *(s for d in sorted(val) for s in val[d].shards)],
+        domains=dict(sorted(stats.items())),
+    )
+    storage.write_bytes(posixpath.join(base, INDEX_FILE), index.model_dump_json(indent=2).encode())
+    manifest = ShardManifest(
+        asset=asset,
+        partition=partition,
+        shards=[
+            ShardInfo(
+                path=posixpath.join(base, s.path), rows=s.tokens, bytes=s.tokens * dtype.itemsize
+            )
+            for s in index.shards
+        ],
+        counts={
+            "documents": sum(d.train_docs + d.val_docs for d in stats.values()),
+            "train_tokens": sum(d.train_tokens for d in stats.values()),
+            "val_tokens": sum(d.val_tokens for d in stats.values()),
+        },
+        extra={
+            "index": posixpath.join(base, INDEX_FILE),
+            "dtype": dtype.name,
+            "vocab_size": vocab_size,
+            "tokenizer_hash": index.tokenizer_hash,
+            "mixture_hash": index.mixture_hash,
+        },
+    )
+    write_manifest(storage, manifest)
+    return manifest
