@@ -1,0 +1,74 @@
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from llmstack_dagster.core.storage import read_manifest
+from llmstack_dagster.core.training.token_shards import (
+    TokenShardConfig,
+    load_token_index,
+    read_tokens,
+    run_token_shards,
+    token_dtype,
+)
+from llmstack_dagster.core.training.tokenizer import load_tokenizer
+
+
+def test_dtype_choice() -> None:
+    assert token_dtype(512) == np.uint16
+    assert token_dtype(65536) == np.uint16
+    assert token_dtype(65537) == np.uint32
+
+
+def test_index_matches_files_and_eos_separates_documents(corpus, token_data: Path) -> None:
+    storage, manifest = corpus
+    index = load_token_index(token_data)
+    assert index.dtype == "uint16" and index.vocab_size == 512
+    assert index.date_min.month == 1 and index.date_max.month == 3
+    tok = load_tokenizer(token_data / "tokenizer.json")
+    for shard in index.shards:
+        tokens = read_tokens(token_data, index, shard)
+        assert (token_data / shard.path).stat().st_size == shard.tokens * 2
+        assert int((tokens == index.eos_id).sum()) == shard.docs
+        assert tokens[-1] == index.eos_id
+    # splitting every shard at EOS gives back exactly the documents' token sequences
+    docs = [row for s in manifest.shards for row in storage.read_table(s.path).to_pylist()]
+    expected = Counter(tuple(tok.encode(d["text"], add_special_tokens=False).ids) for d in docs)
+    found: Counter = Counter()
+    for shard in index.shards:
+        tokens = read_tokens(token_data, index, shard).tolist()
+        ends = [i for i, t in enumerate(tokens) if t == index.eos_id]
+        found.update(tuple(tokens[a + 1 : b]) for a, b in zip([-1, *ends[:-1]], ends, strict=True))
+    assert found == expected
+
+
+def test_every_domain_has_a_val_split(token_data: Path) -> None:
+    index = load_token_index(token_data)
+    assert set(index.domains) == {"books", "code", "news"}
+    for domain, stats in index.domains.items():
+        val = index.split_shards("val", domain)
+        assert val and sum(s.docs for s in val) == stats.val_docs >= 2
+        assert sum(s.tokens for s in val) == stats.val_tokens
+        assert stats.train_docs > stats.val_docs
+    assert len(index.split_shards("train")) > 1  # bounded shards
+
+
+def test_parallel_workers_give_identical_output(
+    corpus, tokenizer_file, token_data, tmp_path
+) -> None:
+    storage, manifest = corpus
+    run_token_shards(
+        storage,
+        manifest,
+        tokenizer_file,
+        TokenShardConfig(
+            val_fraction=0.1, num_workers=2, docs_per_task=16, max_tokens_per_shard=60_000
+        ),
+        asset="tokenized_parallel",
+    )
+    parallel = Path(storage.local_path("tokenized_parallel"))
+    assert load_token_index(parallel) == load_token_index(token_data)
+    for shard in load_token_index(parallel).shards:
+        assert (parallel / shard.path).read_bytes() == (token_data / shard.path).read_bytes()
+    written = read_manifest(storage, "tokenized_parallel", None)
+    assert written.counts["documents"] == sum(s.rows for s in manifest.shards)
