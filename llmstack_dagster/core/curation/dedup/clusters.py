@@ -222,11 +222,14 @@ def _stats(
     index: pa.Table, removals: dict[str, np.ndarray], sizes: np.ndarray, config: DedupConfig
 ) -> dict[str, Any]:
     """Duplicate rate per domain, cross-domain counts, size histogram, largest clusters."""
-    domains = np.asarray(index["domain"].to_numpy(zero_copy_only=False), dtype=object)
+    encoded = index["domain"].combine_chunks().dictionary_encode()
+    names = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    codes = encoded.indices.to_numpy()
     ids = index["id"]
-    totals = Counter(domains.tolist())
-    removed_dom = domains[removals["doc"]]
-    kept_dom = domains[removals["kept"]]
+    totals = dict(zip(names.tolist(), np.bincount(codes, minlength=len(names)).tolist(),
+                      strict=True))
+    removed_dom = names[codes[removals["doc"]]]
+    kept_dom = names[codes[removals["kept"]]]
     per_domain = {}
     for domain in sorted(totals):
         mine = removed_dom == domain
@@ -251,9 +254,9 @@ def _stats(
                 "cluster_id": cluster,
                 "size": int(sizes[cluster]),
                 "kept_id": ids[kept_row].as_py(),
-                "kept_domain": domains[kept_row],
+                "kept_domain": names[codes[kept_row]],
                 "removed_ids": [ids[int(r)].as_py() for r in removals["doc"][members[:5]]],
-                "domains": dict(Counter(domains[removals["doc"][members]].tolist())),
+                "domains": dict(Counter(names[codes[removals["doc"][members]]].tolist())),
             }
         )
     return {

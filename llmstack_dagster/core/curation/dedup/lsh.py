@@ -24,7 +24,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def band_keys(band: np.ndarray, band_index: int) -> np.ndarray:
     """uint64 key per row of a [n, r] uint32 band (wrapping uint64 arithmetic is intended)."""
-    key = np.full(band.shape[0], np.uint64(band_index + 1) * _MIX1, dtype=np.uint64)
+    start = np.uint64((band_index + 1) * int(_MIX1) % (1 << 64))
+    key = np.full(band.shape[0], start, dtype=np.uint64)
     for col in range(band.shape[1]):
         key = _mix(key ^ band[:, col].astype(np.uint64))
     return key
