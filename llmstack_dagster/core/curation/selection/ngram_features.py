@@ -4,8 +4,8 @@ The reference (PyPI ``data-selection``, ``HashedNgramDSIR``) lowercases the text
 nltk's ``WordPunctTokenizer`` (pattern ``\\w+|[^\\w\\s]+`` on the ``regex`` engine), and hashes
 every 1..n-gram (tokens joined by one space) into ``int(sha256(gram), 16) % num_buckets``. We
 keep that featurization bit for bit, so bucket counts and weights agree, but vectorize it: grams
-are mapped to buckets through a bounded memo (word frequencies are Zipfian, so almost every
-lookup hits), and a batch of documents becomes one flat ``int32`` array of bucket ids.
+are mapped to buckets through a bounded memo (word frequencies are Zipfian, so most lookups
+hit and skip SHA-256), and a batch of documents becomes one flat ``int32`` array of bucket ids.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import regex
@@ -25,20 +26,33 @@ def hash_bucket(gram: str, num_buckets: int) -> int:
     return int.from_bytes(hashlib.sha256(gram.encode("utf-8")).digest(), "big") % num_buckets
 
 
-class _BucketMemo(dict[str, int]):
-    """gram -> bucket; emptied when full so that memory stays bounded."""
+class _Memo(dict[Any, int]):
+    """A bounded gram -> bucket memo: emptied when full so that memory stays bounded."""
 
     def __init__(self, num_buckets: int, max_size: int) -> None:
         super().__init__()
         self.num_buckets = num_buckets
         self.max_size = max_size
 
-    def __missing__(self, gram: str) -> int:
+    def _store(self, key: Any, gram: str) -> int:
         if len(self) >= self.max_size:
             self.clear()
-        bucket = hash_bucket(gram, self.num_buckets)
-        self[gram] = bucket
+        bucket = self[key] = hash_bucket(gram, self.num_buckets)
         return bucket
+
+
+class _TokenMemo(_Memo):
+    """Keyed by the unigram itself."""
+
+    def __missing__(self, token: str) -> int:
+        return self._store(token, token)
+
+
+class _TupleMemo(_Memo):
+    """Keyed by the n-gram's token tuple, so that a hit builds no joined string."""
+
+    def __missing__(self, gram: tuple[str, ...]) -> int:
+        return self._store(gram, " ".join(gram))
 
 
 @dataclass(frozen=True)
@@ -68,26 +82,24 @@ class NgramHasher:
             raise ValueError("ngrams and num_buckets must be positive")
         self.ngrams = ngrams
         self.num_buckets = num_buckets
-        self._memo = _BucketMemo(num_buckets, memo_size)
+        self._tokens = _TokenMemo(num_buckets, memo_size)
+        self._tuples = _TupleMemo(num_buckets, memo_size)
 
     def tokenize(self, text: str) -> list[str]:
         return WORD_PUNCT.findall(text.lower())
 
-    def grams(self, tokens: list[str]) -> list[str]:
-        """Unigrams, then bigrams, ... up to ``ngrams``, each joined by one space."""
-        grams = list(tokens)
-        for n in range(2, self.ngrams + 1):
-            grams.extend(map(" ".join, zip(*(tokens[i:] for i in range(n)), strict=False)))
-        return grams
-
     def hash_batch(self, texts: Iterable[str]) -> HashedBatch:
-        lookup = self._memo.__getitem__
+        """Bucket ids of every document: its unigrams, then bigrams, ... up to ``ngrams``."""
+        token_bucket = self._tokens.__getitem__
+        tuple_bucket = self._tuples.__getitem__
         ids: list[int] = []
         offsets = [0]
         lengths = []
         for text in texts:
             tokens = self.tokenize(text)
-            ids.extend(map(lookup, self.grams(tokens)))
+            ids.extend(map(token_bucket, tokens))
+            for n in range(2, self.ngrams + 1):
+                ids.extend(map(tuple_bucket, zip(*(tokens[i:] for i in range(n)), strict=False)))
             offsets.append(len(ids))
             lengths.append(len(tokens))
         return HashedBatch(
