@@ -61,8 +61,10 @@ def as_text_array(texts: pa.Array | pa.ChunkedArray | list[str]) -> pa.LargeStri
     non_ascii = pc.invert(pc.string_is_ascii(arr))
     if pc.any(non_ascii).as_py():
         picked = pc.filter(arr, non_ascii).to_pylist()
-        fixed = pa.array([unicodedata.normalize("NFC", t) for t in picked], pa.large_string())
-        arr = pc.replace_with_mask(arr, non_ascii, fixed)
+        fixed = [t if unicodedata.is_normalized("NFC", t) else unicodedata.normalize("NFC", t)
+                 for t in picked]
+        if any(a is not b for a, b in zip(picked, fixed, strict=True)):
+            arr = pc.replace_with_mask(arr, non_ascii, pa.array(fixed, pa.large_string()))
     return arr
 
 
