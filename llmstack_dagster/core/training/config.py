@@ -54,6 +54,9 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     compile: bool = False
+    cpu_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads; 1 avoids spin-wait on busy CPUs"
+    )
     parallelism: Literal["auto", "ddp", "fsdp"] = "auto"
     fsdp_min_params: int = 500_000_000
     checkpoint_every: int = Field(default=100, ge=1)

@@ -73,8 +73,9 @@ class MetricsLogger:
         self._tb = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
         self.callbacks = callbacks or []
 
-    def log(self, step: int, values: dict[str, float], **extra: Any) -> None:
-        record = {"step": step, "time": time.time(), **values, **extra}
+    def log(self, step: int, values: dict[str, float], kind: str) -> None:
+        """One record; ``kind`` (train, eval) tells records of the same step apart."""
+        record = {"step": step, "kind": kind, "time": time.time(), **values}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         for name, value in values.items():

@@ -137,6 +137,8 @@ class _Run:
         self.data_dir, self.out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
         self.index = load_token_index(self.data_dir)
         self.model_cfg = cfg.resolve_model(self.index.vocab_size)
+        if cfg.cpu_threads:
+            torch.set_num_threads(cfg.cpu_threads)
         torch.manual_seed(cfg.seed)
         self.model = LlamaLM(self.model_cfg).to(env.device)
         self.dtype = resolve_dtype(cfg.dtype, env.device)
@@ -194,12 +196,12 @@ class _Run:
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                 values = self._step_metrics(loss, grad_norm, lr, window_start, window_steps)
                 window_start, window_steps = time.perf_counter(), 0
-                self._emit(values)
+                self._emit(values, "train")
             if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.max_steps:
-                self._emit(self._evaluate())
+                self._emit(self._evaluate(), "eval")
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
                 self._checkpoint()
-        self._emit(self._evaluate())
+        self._emit(self._evaluate(), "eval")
         final = self._checkpoint()
         return self._finish(final)
 
@@ -245,10 +247,10 @@ class _Run:
             )
         return values
 
-    def _emit(self, values: dict[str, float]) -> None:
+    def _emit(self, values: dict[str, float], kind: str) -> None:
         self.last_metrics.update(values)
         if self.logger is not None:
-            self.logger.log(self.step, values)
+            self.logger.log(self.step, values, kind=kind)
             shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
             self.log(f"step {self.step}: {shown}")
 
