@@ -27,6 +27,7 @@ ATTRIBUTE_FIELDS = (
     "domain_prob",
 )
 _BINARY_MAX_FRACTION = 0.05
+INPUT_ISSUES = ("empty", "too_long", "binary")
 
 
 @dataclass

@@ -33,6 +33,7 @@ from llmstack_dagster.core.curation.quality.attributes.toxicity import (
 from llmstack_dagster.core.curation.quality.code_rules import CodeRulesConfig
 from llmstack_dagster.core.curation.quality.decision import failed_reasons
 from llmstack_dagster.core.curation.quality.document_scores import (
+    INPUT_ISSUES,
     METRIC_FIELDS,
     Scorers,
     score_texts,
@@ -58,6 +59,7 @@ from llmstack_dagster.core.storage import (
 
 ASSET = "quality_scored"
 STAGE = "quality_scored"
+REASONS_BEYOND_RULES = (*INPUT_ISSUES, "perplexity", "low_quality", "toxicity", "least_toxic")
 
 SCORE_FIELDS = [
     pa.field("input_issue", pa.string()),
@@ -128,6 +130,11 @@ def _score_pass(
                                    strict=True):  # fmt: skip
                 summary.add(scores)
                 writer.write_row({**doc, **scores})
+
+
+def _reason_names(config: QualityConfig) -> list[str]:
+    names = [rule.name for rules in config.rules().values() for rule in rules]
+    return names + list(REASONS_BEYOND_RULES)
 
 
 def _drop_row(row: dict[str, Any], domain: str, reasons: list[str]) -> dict[str, Any]:
@@ -206,7 +213,7 @@ def score_quality(
             "preset": preset.model_dump(),
             "least_toxic_below": least_toxic_below,
             "scored_shards": [s.model_dump() for s in scored_shards],
-            "keep_rate_per_reason": {r: 1 - n / total for r, n in sorted(fails.items())}
+            "keep_rate_per_reason": {r: 1 - fails[r] / total for r in _reason_names(config)}
             if total
             else {},
             "drops_per_first_reason": dict(sorted(first_reasons.items())),

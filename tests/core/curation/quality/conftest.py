@@ -27,8 +27,8 @@ from llmstack_dagster.core.storage import ShardManifest, Storage
 
 TEST_LM_CONFIG = ReferenceLMConfig(
     vocab_size=4000,
-    reference_sample_docs=300,
-    web_sample_docs=300,
+    reference_sample_docs=160,
+    web_sample_docs=160,
     classifier=QualityClassifierConfig(),
 )
 

@@ -22,7 +22,8 @@ DOMAIN_DESCRIPTIONS = {
     "Beauty_and_Fitness": "cosmetics, skin care, hair, fashion, fitness training, body building",
     "Books_and_Literature": "books, novels, poetry, plays, literature, authors, fiction, drama",
     "Business_and_Industrial": "companies, business management, manufacturing, industry, trade",
-    "Computers_and_Electronics": "computers, software, programming, source code, electronics",
+    "Computers_and_Electronics": "computers, software, programming, source code, functions, "
+    "libraries, operating systems, electronics",
     "Finance": "banking, investing, loans, stock market, insurance, money and accounting",
     "Food_and_Drink": "cooking, recipes, restaurants, food, beverages, wine",
     "Games": "video games, board games, card games, puzzles, gaming",
