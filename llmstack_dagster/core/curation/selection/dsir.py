@@ -104,12 +104,11 @@ def fit_bucket_counts(
         batch = hasher.hash_batch(texts)
         if max_ngrams is not None:
             room = max_ngrams - int(counts.sum())
-            ends = batch.offsets[1:]
-            over = np.nonzero(ends > room)[0]
+            per_doc = np.bincount(batch.doc_of, minlength=len(batch.lengths))
+            over = np.nonzero(np.cumsum(per_doc) > room)[0]
             if len(over):
-                cut = int(ends[over[0]])
-                counts += np.bincount(batch.ids[:cut], minlength=hasher.num_buckets)
-                return counts
+                last = batch.ids[batch.doc_of <= over[0]]
+                return counts + np.bincount(last, minlength=hasher.num_buckets)
         counts += batch.bucket_counts(hasher.num_buckets)
     return counts
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import regex
 
 WORD_PUNCT = regex.compile(r"\w+|[^\w\s]+", regex.UNICODE | regex.MULTILINE | regex.DOTALL)
@@ -57,11 +60,11 @@ class _TupleMemo(_Memo):
 
 @dataclass(frozen=True)
 class HashedBatch:
-    """Bucket ids of a batch of documents, flattened: document ``i`` owns
-    ``ids[offsets[i]:offsets[i + 1]]``; ``lengths[i]`` is its number of word tokens."""
+    """Bucket ids of a batch of documents, flattened: ``ids[k]`` belongs to document
+    ``doc_of[k]``; ``lengths[i]`` is document ``i``'s number of word tokens."""
 
     ids: np.ndarray
-    offsets: np.ndarray
+    doc_of: np.ndarray
     lengths: np.ndarray
 
     def bucket_counts(self, num_buckets: int) -> np.ndarray:
@@ -70,12 +73,16 @@ class HashedBatch:
 
     def document_sums(self, values: np.ndarray) -> np.ndarray:
         """Per document, the sum of ``values`` over its bucket ids: ``z_i · values``."""
-        cumulative = np.concatenate([[0.0], np.cumsum(values[self.ids], dtype=np.float64)])
-        return cumulative[self.offsets[1:]] - cumulative[self.offsets[:-1]]
+        return np.bincount(self.doc_of, weights=values[self.ids], minlength=len(self.lengths))
 
 
 class NgramHasher:
-    """Lowercase, word-punctuation tokenize, hash 1..``ngrams``-grams into ``num_buckets``."""
+    """Lowercase, word-punctuation tokenize, hash 1..``ngrams``-grams into ``num_buckets``.
+
+    A batch is tokenized per document, then its tokens are dictionary-encoded (Arrow) and its
+    n-grams deduplicated as rows of token codes (numpy), so Python touches each distinct gram
+    of a batch once; the memos keep buckets across batches.
+    """
 
     def __init__(self, ngrams: int = 2, num_buckets: int = 10_000, memo_size: int = 2_000_000):
         if ngrams < 1 or num_buckets < 1:
@@ -89,21 +96,28 @@ class NgramHasher:
         return WORD_PUNCT.findall(text.lower())
 
     def hash_batch(self, texts: Iterable[str]) -> HashedBatch:
-        """Bucket ids of every document: its unigrams, then bigrams, ... up to ``ngrams``."""
-        token_bucket = self._tokens.__getitem__
-        tuple_bucket = self._tuples.__getitem__
-        ids: list[int] = []
-        offsets = [0]
-        lengths = []
-        for text in texts:
-            tokens = self.tokenize(text)
-            ids.extend(map(token_bucket, tokens))
-            for n in range(2, self.ngrams + 1):
-                ids.extend(map(tuple_bucket, zip(*(tokens[i:] for i in range(n)), strict=False)))
-            offsets.append(len(ids))
-            lengths.append(len(tokens))
-        return HashedBatch(
-            ids=np.asarray(ids, dtype=np.int32),
-            offsets=np.asarray(offsets, dtype=np.int64),
-            lengths=np.asarray(lengths, dtype=np.int64),
-        )
+        """Bucket ids of every unigram, bigram, ... up to ``ngrams`` of every document."""
+        tokenized = [self.tokenize(text) for text in texts]
+        lengths = np.fromiter(map(len, tokenized), dtype=np.int64, count=len(tokenized))
+        doc_of_token = np.repeat(np.arange(len(tokenized)), lengths)
+        encoded = pc.dictionary_encode(pa.array(chain.from_iterable(tokenized), pa.string()))
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        vocab = encoded.dictionary.to_pylist()
+        vocab_buckets = np.fromiter(map(self._tokens.__getitem__, vocab), np.int64, len(vocab))
+        ids = [vocab_buckets[codes]]
+        doc_of = [doc_of_token]
+        ends = np.cumsum(lengths)[doc_of_token]
+        gram_codes = codes  # code of the (n-1)-gram starting at each position
+        for n in range(2, self.ngrams + 1):
+            starts = np.nonzero(ends - np.arange(len(codes)) >= n)[0]
+            pairs = gram_codes[starts] * len(vocab) + codes[starts + n - 1]
+            unique_pairs, inverse = np.unique(pairs, return_inverse=True)
+            gram_codes = np.zeros(len(codes), dtype=np.int64)
+            gram_codes[starts] = inverse
+            firsts = np.zeros(len(unique_pairs), dtype=np.int64)
+            firsts[inverse] = starts
+            grams = (tuple(vocab[c] for c in codes[i : i + n].tolist()) for i in firsts.tolist())
+            buckets = np.fromiter(map(self._tuples.__getitem__, grams), np.int64, len(firsts))
+            ids.append(buckets[inverse])
+            doc_of.append(doc_of_token[starts])
+        return HashedBatch(ids=np.concatenate(ids), doc_of=np.concatenate(doc_of), lengths=lengths)
