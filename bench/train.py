@@ -1,0 +1,154 @@
+"""Training-step throughput: our Llama vs Hugging Face ``LlamaForCausalLM``, and GPU MFU.
+
+CPU mode (default without CUDA): the same config, weights, batch, AdamW and fp32 for both
+models; steps alternate between the two so machine load affects both alike; the median
+step time gives tokens/s.
+
+    .venv/bin/python bench/train.py --mode cpu [--threads 2] [--compile]
+
+GPU mode (default with CUDA): d12 in bf16 autocast with ``torch.compile`` and fused AdamW
+at sequence 1024 and 2048, tokens/s and MFU against the detected GPU's bf16 peak.
+
+    .venv/bin/python bench/train.py --mode gpu [--preset d12] [--batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from llmstack_dagster.core.models.config import ModelConfig, flops_per_token, model_config
+from llmstack_dagster.core.models.llama import LlamaLM
+from llmstack_dagster.core.training.config import OptimConfig
+from llmstack_dagster.core.training.hf_export import hf_config, hf_state_dict
+from llmstack_dagster.core.training.metrics import detect_peak_flops, mfu
+from llmstack_dagster.core.training.optim import build_optimizer
+
+CPU_MODEL = dict(vocab_size=8192, d_model=256, n_layers=4, n_heads=8, n_kv_heads=4,
+                 ffn_hidden=704, max_seq_len=256)
+
+
+def hf_twin(model: LlamaLM) -> torch.nn.Module:
+    """A ``LlamaForCausalLM`` with our config and our weights."""
+    from transformers import LlamaForCausalLM
+
+    config = hf_config(model.cfg)
+    config._attn_implementation = "sdpa"
+    hf = LlamaForCausalLM(config)
+    hf.load_state_dict(hf_state_dict(model.state_dict(), model.cfg), strict=False)
+    if model.cfg.tie_embeddings:
+        hf.tie_weights()
+    return hf
+
+
+def make_step(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    model: torch.nn.Module,
+    device: torch.device,
+    autocast: torch.dtype | None,
+) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    optimizer = build_optimizer(model, OptimConfig(), device)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> float:
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            loss = loss_fn(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    return step
+
+
+def bench_cpu(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    cfg = ModelConfig(**CPU_MODEL)
+    torch.manual_seed(0)
+    ours = LlamaLM(cfg)
+    hf = hf_twin(ours)
+    forward = torch.compile(ours) if args.compile else ours
+    cpu = torch.device("cpu")
+
+    def hf_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = hf(input_ids=x).logits
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+    steps = {"ours": make_step(forward, ours, cpu, None), "hf": make_step(hf_loss, hf, cpu, None)}
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=gen)
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(args.warmup + args.steps):
+        for name, step in steps.items():
+            elapsed = step(x, y)
+            if i >= args.warmup:
+                times[name].append(elapsed)
+    per_step = {name: statistics.median(t) for name, t in times.items()}
+    result = {name: args.batch * args.seq / t for name, t in per_step.items()}
+    return {
+        "mode": "cpu", "threads": args.threads, "compile": args.compile, "config": CPU_MODEL,
+        "batch": args.batch, "seq": args.seq, "tokens_per_s": result,
+        "speedup": result["ours"] / result["hf"],
+    }
+
+
+def bench_gpu(args: argparse.Namespace) -> list[dict]:
+    device = torch.device("cuda")
+    peak = detect_peak_flops(device)
+    rows = []
+    for seq in args.seqs:
+        cfg = model_config(args.preset, max_seq_len=seq)
+        torch.manual_seed(0)
+        model = LlamaLM(cfg).to(device)
+        forward = torch.compile(model) if args.compile else model
+        step = make_step(forward, model, device, torch.bfloat16)
+        tokens = torch.randint(0, cfg.vocab_size, (args.batch, seq + 1), device=device)
+        x, y = tokens[:, :-1], tokens[:, 1:]
+        times = [step(x, y) for _ in range(args.warmup + args.steps)][args.warmup :]
+        tokens_per_s = args.batch * seq / statistics.median(times)
+        row = {"mode": "gpu", "device": torch.cuda.get_device_name(), "preset": args.preset,
+               "seq": seq, "batch": args.batch, "compile": args.compile,
+               "tokens_per_s": tokens_per_s,
+               "mfu": mfu(tokens_per_s, flops_per_token(cfg, seq), peak) if peak else None,
+               "max_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
+        rows.append(row)
+        del model, forward, step
+        torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["cpu", "gpu"],
+                        default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--seqs", type=int, nargs="+", default=[1024, 2048])
+    parser.add_argument("--preset", default="d12")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    if args.mode == "cpu":
+        args.compile = bool(args.compile)
+        args.batch = args.batch or 4
+        print(json.dumps(bench_cpu(args), indent=2))
+    else:
+        args.compile = True if args.compile is None else args.compile
+        args.batch = args.batch or 16
+        print(json.dumps(bench_gpu(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()
