@@ -42,9 +42,13 @@ def run_demo() -> int:
         for partition in partitions:
             label = f"{names} [{partition}]" if partition else names
             print(f"demo: materializing {label}", flush=True)
-            result = materialize(assets_defs, selection=keys, partition_key=partition,
-                                 instance=instance,
-                                 tags={"llmstack/trigger": "demo"})
+            result = materialize(
+                assets_defs,
+                selection=keys,
+                partition_key=partition,
+                instance=instance,
+                tags={"llmstack/trigger": "demo"},
+            )
             if not result.success:
                 print(f"demo: FAILED at {label}", file=sys.stderr)
                 return 1

@@ -1,6 +1,5 @@
 """``raw_documents``: each domain's sources ingested into document shards, per partition."""
 
-
 from collections.abc import Iterator
 
 from dagster import (

@@ -20,7 +20,6 @@ DEFAULT_NIGHTLY_CRON = "0 2 * * *"
 curation_job = define_asset_job(
     "curation_job",
     selection=AssetSelection.groups(CURATION_GROUP),
-    partitions_def=domain_partitions,
     description="Re-curate one domain partition: every curation asset of that domain.",
 )
 

@@ -14,8 +14,13 @@ from llmstack_dagster.core.storage import (
 def _doc(i: int) -> dict:
     from datetime import UTC, datetime
 
-    return make_document(id=f"s/{i}", text=f"text {i}", domain="web", source="s",
-                         created=datetime(2020, 1, 1, tzinfo=UTC))
+    return make_document(
+        id=f"s/{i}",
+        text=f"text {i}",
+        domain="web",
+        source="s",
+        created=datetime(2020, 1, 1, tzinfo=UTC),
+    )
 
 
 def test_atomic_write_leaves_nothing_on_failure(storage: Storage) -> None:

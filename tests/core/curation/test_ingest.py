@@ -27,43 +27,83 @@ def ingest(storage: Storage, *sources: dict, domain: str = "web"):
 
 def test_ccnet_jsonl_maps_fields_and_provenance(storage, shared_data: Path) -> None:
     path = shared_data / "pretrain/web/cc_en_head-0091.jsonl"
-    manifest, docs, drops = ingest(storage, {
-        "name": "ccnet", "kind": "jsonl", "paths": [str(path)],
-        "fields": {"text": "text", "id": "id", "url": "id", "created": "created",
-                   "language": "metadata.language"}})
+    manifest, docs, drops = ingest(
+        storage,
+        {
+            "name": "ccnet",
+            "kind": "jsonl",
+            "paths": [str(path)],
+            "fields": {
+                "text": "text",
+                "id": "id",
+                "url": "id",
+                "created": "created",
+                "language": "metadata.language",
+            },
+        },
+    )
     assert len(docs) == sum(1 for _ in path.open()) and not drops
-    first = json.loads(path.open().readline())
+    with path.open() as handle:
+        first = json.loads(handle.readline())
     doc = docs[0]
     assert doc["id"] == f"ccnet/{first['id']}" and doc["url"] == first["id"]
     assert doc["text"] == first["text"] and doc["language"] == "en"
     assert doc["created"].isoformat().startswith(first["created"][:19])
     meta = json.loads(doc["metadata"])
     assert meta["metadata"]["bucket"] == first["metadata"]["bucket"]
-    assert meta["provenance"] == {"source": "ccnet", "kind": "jsonl", "uri": str(path),
-                                  "locator": "line:1"}
+    assert meta["provenance"] == {
+        "source": "ccnet",
+        "kind": "jsonl",
+        "uri": str(path),
+        "locator": "line:1",
+    }
     assert "text" not in meta
     assert manifest.extra["created_min"] <= manifest.extra["created_max"]
 
 
 def test_nested_filter_and_max_docs_and_date_window(storage, shared_data: Path) -> None:
     pile = str(shared_data / "pretrain/mixed/pile_sample.jsonl")
-    _, docs, _ = ingest(storage, {
-        "name": "pile_gh", "kind": "jsonl", "paths": [pile], "fields": {"text": "contents"},
-        "filter": {"field": "metadata.pile_set_name", "values": ["Github"]}, "max_docs": 10})
+    _, docs, _ = ingest(
+        storage,
+        {
+            "name": "pile_gh",
+            "kind": "jsonl",
+            "paths": [pile],
+            "fields": {"text": "contents"},
+            "filter": {"field": "metadata.pile_set_name", "values": ["Github"]},
+            "max_docs": 10,
+        },
+    )
     assert len(docs) == 10
     assert all(json.loads(d["metadata"])["metadata"]["pile_set_name"] == "Github" for d in docs)
-    manifest, docs, drops = ingest(storage, {
-        "name": "pile", "kind": "jsonl", "paths": [pile], "fields": {"text": "contents"},
-        "max_docs": 20, "default_created": "2020-12-31T00:00:00Z",
-        "created_before": "2019-01-01T00:00:00Z"})
+    manifest, docs, drops = ingest(
+        storage,
+        {
+            "name": "pile",
+            "kind": "jsonl",
+            "paths": [pile],
+            "fields": {"text": "contents"},
+            "max_docs": 20,
+            "default_created": "2020-12-31T00:00:00Z",
+            "created_before": "2019-01-01T00:00:00Z",
+        },
+    )
     assert not docs and len(drops) == 20
     assert {d["reason"] for d in drops} == {"outside_date_window"}
 
 
 def test_compressed_jsonl_gz_and_zst(storage, shared_data: Path, tmp_path: Path) -> None:
     gz = shared_data / "preference/hh_rlhf_harmless.jsonl.gz"
-    _, docs, drops = ingest(storage, {"name": "hh", "kind": "jsonl", "paths": [str(gz)],
-                                      "fields": {"text": "chosen", "id": None}, "max_docs": 50})
+    _, docs, drops = ingest(
+        storage,
+        {
+            "name": "hh",
+            "kind": "jsonl",
+            "paths": [str(gz)],
+            "fields": {"text": "chosen", "id": None},
+            "max_docs": 50,
+        },
+    )
     assert len(docs) == 50 and not drops
     assert all(d["id"].startswith("hh/sha1:") for d in docs)
     raw = (shared_data / "pretrain/news/xsum.jsonl").read_bytes()
@@ -76,20 +116,38 @@ def test_compressed_jsonl_gz_and_zst(storage, shared_data: Path, tmp_path: Path)
 def test_parquet_text_dir_and_warc(storage, shared_data: Path, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (shared_data / "pretrain/code/code_sample.jsonl").open()]
     pq.write_table(pa.Table.from_pylist(rows[:40]), tmp_path / "code.parquet")
-    _, docs, _ = ingest(storage, {"name": "code", "kind": "parquet",
-                                  "paths": [str(tmp_path / "*.parquet")],
-                                  "fields": {"text": "text", "language": "language"}},
-                        domain="code")
+    _, docs, _ = ingest(
+        storage,
+        {
+            "name": "code",
+            "kind": "parquet",
+            "paths": [str(tmp_path / "*.parquet")],
+            "fields": {"text": "text", "language": "language"},
+        },
+        domain="code",
+    )
     assert len(docs) == 40 and {d["language"] for d in docs} <= {"python", "c", "javascript"}
 
-    _, docs, _ = ingest(storage, {"name": "gut", "kind": "text_dir",
-                                  "path": str(shared_data / "pretrain/books"),
-                                  "pattern": "*.txt"}, domain="books")
+    _, docs, _ = ingest(
+        storage,
+        {
+            "name": "gut",
+            "kind": "text_dir",
+            "path": str(shared_data / "pretrain/books"),
+            "pattern": "*.txt",
+        },
+        domain="books",
+    )
     assert len(docs) == 12 and "gut/hamlet_gut.txt" in {d["id"] for d in docs}
 
-    manifest, docs, drops = ingest(storage, {
-        "name": "warc", "kind": "warc",
-        "paths": [str(shared_data / "pretrain/web/warc/sample-0000.warc.gz")]})
+    manifest, docs, drops = ingest(
+        storage,
+        {
+            "name": "warc",
+            "kind": "warc",
+            "paths": [str(shared_data / "pretrain/web/warc/sample-0000.warc.gz")],
+        },
+    )
     assert len(docs) >= 10
     assert all(d["url"].startswith("http") and len(d["text"]) > 0 for d in docs)
     assert all(d["id"].startswith("warc/urn:uuid:") for d in docs)
@@ -99,11 +157,20 @@ def test_parquet_text_dir_and_warc(storage, shared_data: Path, tmp_path: Path) -
 
 def test_huggingface_streaming_field_mapping_on_a_local_dataset(storage, shared_data) -> None:
     path = str(shared_data / "pretrain/code/code_sample.jsonl")
-    _, docs, _ = ingest(storage, {
-        "name": "hf_code", "kind": "huggingface", "dataset": "json", "data_files": [path],
-        "fields": {"text": "text", "id": "id", "language": "language"}, "max_docs": 25},
-        domain="code")
-    first = json.loads(open(path).readline())
+    _, docs, _ = ingest(
+        storage,
+        {
+            "name": "hf_code",
+            "kind": "huggingface",
+            "dataset": "json",
+            "data_files": [path],
+            "fields": {"text": "text", "id": "id", "language": "language"},
+            "max_docs": 25,
+        },
+        domain="code",
+    )
+    with open(path) as handle:
+        first = json.loads(handle.readline())
     assert len(docs) == 25 and docs[0]["id"] == f"hf_code/{first['id']}"
     assert docs[0]["language"] == first["language"]
 
@@ -112,8 +179,10 @@ def test_unreachable_hub_and_missing_file_name_the_source(storage, monkeypatch) 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(SourceError, match="source 'c4_web'.*allenai/c4"):
-        ingest(storage, {"name": "c4_web", "kind": "huggingface", "dataset": "allenai/c4",
-                         "config_name": "en"})
+        ingest(
+            storage,
+            {"name": "c4_web", "kind": "huggingface", "dataset": "allenai/c4", "config_name": "en"},
+        )
     with pytest.raises(SourceError, match="source 'gone'.*not found"):
         ingest(storage, {"name": "gone", "kind": "jsonl", "paths": ["/nonexistent/x.jsonl"]})
 
@@ -122,35 +191,52 @@ def test_bad_input_gives_exact_quarantine_counts(storage, tmp_path: Path) -> Non
     good = [json.dumps({"id": f"g{i}", "text": f"good document {i}"}).encode() for i in range(5)]
     lines = [
         *good,
-        b'{"id": "m1", "text": "unterminated',            # malformed JSON
-        b"[1, 2, 3]",                                      # JSON but not an object
-        b'{"id": "u1", "text": "bad \xff\xfe bytes"}',     # invalid UTF-8
+        b'{"id": "m1", "text": "unterminated',  # malformed JSON
+        b"[1, 2, 3]",  # JSON but not an object
+        b'{"id": "u1", "text": "bad \xff\xfe bytes"}',  # invalid UTF-8
         b'{"id": "s1", "text": "lone \\ud800 surrogate"}',  # decodes, cannot encode as UTF-8
-        b'{"id": "n1", "body": "no text field"}',          # missing text
-        b'{"id": "e1", "text": "   "}',                    # empty text
-        b'{"id": "big", "text": "' + b"x" * 300 + b'"}',   # over the size limit
+        b'{"id": "n1", "body": "no text field"}',  # missing text
+        b'{"id": "e1", "text": "   "}',  # empty text
+        b'{"id": "big", "text": "' + b"x" * 300 + b'"}',  # over the size limit
         json.dumps({"id": "g0", "text": "same id again"}).encode(),  # duplicate id
-        json.dumps({"id": "g1", "text": "and again"}).encode(),      # duplicate id
+        json.dumps({"id": "g1", "text": "and again"}).encode(),  # duplicate id
         json.dumps({"id": "t1", "text": "bad time", "ts": "yesterday"}).encode(),
     ]
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b"\n".join(lines) + b"\n")
-    many = [json.dumps({"id": i, "text": f"line {i} " * (i % 17 + 1)}).encode()
-            for i in range(5000)]
+    many = [
+        json.dumps({"id": i, "text": f"line {i} " * (i % 17 + 1)}).encode() for i in range(5000)
+    ]
     full = gzip.compress(b"\n".join(many) + b"\n")
     (tmp_path / "trunc.jsonl.gz").write_bytes(full[: len(full) // 2])
     manifest, docs, drops = ingest(
         storage,
-        {"name": "bad", "kind": "jsonl", "paths": [str(bad)], "max_doc_bytes": 200,
-         "fields": {"text": "text", "id": "id", "created": "ts"}},
+        {
+            "name": "bad",
+            "kind": "jsonl",
+            "paths": [str(bad)],
+            "max_doc_bytes": 200,
+            "fields": {"text": "text", "id": "id", "created": "ts"},
+        },
         {"name": "trunc", "kind": "jsonl", "paths": [str(tmp_path / "trunc.jsonl.gz")]},
     )
     reasons = manifest.extra["quarantine_reasons"]
-    assert reasons == {"malformed_json": 2, "invalid_utf8": 2, "missing_text": 1,
-                       "empty_text": 1, "oversize": 1, "duplicate_id": 2,
-                       "invalid_created": 1, "truncated_gzip": 1}
+    assert reasons == {
+        "malformed_json": 2,
+        "invalid_utf8": 2,
+        "missing_text": 1,
+        "empty_text": 1,
+        "oversize": 1,
+        "duplicate_id": 2,
+        "invalid_created": 1,
+        "truncated_gzip": 1,
+    }
     assert manifest.extra["per_source"]["bad"] == {
-        "read": 15, "written": 5, "quarantined": 10, "skipped_by_filter": 0}
+        "read": 15,
+        "written": 5,
+        "quarantined": 10,
+        "skipped_by_filter": 0,
+    }
     trunc = manifest.extra["per_source"]["trunc"]
     assert trunc["quarantined"] == 1 and 100 < trunc["written"] < 5000
     (cut,) = [d for d in drops if d["reason"] == "truncated_gzip"]
@@ -160,8 +246,11 @@ def test_bad_input_gives_exact_quarantine_counts(storage, tmp_path: Path) -> Non
 
 
 def test_rematerializing_is_idempotent_and_deterministic(storage, shared_data) -> None:
-    src = {"name": "news", "kind": "jsonl",
-           "paths": [str(shared_data / "pretrain/news/cnn_dailymail.jsonl")]}
+    src = {
+        "name": "news",
+        "kind": "jsonl",
+        "paths": [str(shared_data / "pretrain/news/cnn_dailymail.jsonl")],
+    }
     config = DomainConfig.model_validate({"sources": [src]})
     first = ingest_domain(storage, "news", config, max_shard_rows=64)
     tables = [storage.read_bytes(s.path) for s in first.shards]
@@ -169,6 +258,7 @@ def test_rematerializing_is_idempotent_and_deterministic(storage, shared_data) -
     assert [storage.read_bytes(s.path) for s in second.shards] == tables
     assert read_manifest(storage, "raw_documents", "news") == second
     assert len(first.shards) == 4 and storage.list("raw_documents/news/shards") == [
-        s.path for s in second.shards]
+        s.path for s in second.shards
+    ]
     schema = storage.read_table(second.shards[0].path).schema
     assert schema.equals(DOCUMENT_SCHEMA)

@@ -41,18 +41,22 @@ def test_source_names_must_be_unique_and_kinds_known() -> None:
     with pytest.raises(ValidationError, match="unique"):
         CorpusConfig.model_validate({"domains": {"web": {"sources": [src, src]}}})
     with pytest.raises(ValidationError):
-        CorpusConfig.model_validate(
-            {"domains": {"web": {"sources": [{**src, "kind": "ftp"}]}}})
+        CorpusConfig.model_validate({"domains": {"web": {"sources": [{**src, "kind": "ftp"}]}}})
 
 
 def test_hf_presets_map_the_seed_datasets() -> None:
     c4 = hf_preset("c4", max_docs=10)
     assert isinstance(c4, HuggingFaceSource)
     assert (c4.dataset, c4.config_name, c4.fields.created, c4.max_docs) == (
-        "allenai/c4", "en", "timestamp", 10)
+        "allenai/c4",
+        "en",
+        "timestamp",
+        10,
+    )
     stack = hf_preset("the_stack")
     assert stack.fields.text == "content" and stack.revision == "v1.2"
     assert {"bookcorpus", "cc_news", "arxiv_abstracts"} <= {
-        hf_preset(p).name for p in ("bookcorpus", "cc_news", "arxiv_abstracts")}
+        hf_preset(p).name for p in ("bookcorpus", "cc_news", "arxiv_abstracts")
+    }
     with pytest.raises(KeyError):
         hf_preset("nope")
