@@ -30,8 +30,18 @@ from llmstack_dagster.core.training.hf_export import hf_config, hf_state_dict
 from llmstack_dagster.core.training.metrics import detect_peak_flops, mfu
 from llmstack_dagster.core.training.optim import build_optimizer
 
-CPU_MODEL = dict(vocab_size=8192, d_model=256, n_layers=4, n_heads=8, n_kv_heads=4,
-                 ffn_hidden=704, max_seq_len=256)
+CPU_MODELS = {
+    "small": dict(
+        vocab_size=8192,
+        d_model=256,
+        n_layers=4,
+        n_heads=8,
+        n_kv_heads=4,
+        ffn_hidden=704,
+        max_seq_len=256,
+    ),
+    "tiny": model_config("tiny").model_dump(),  # the demo model
+}
 
 
 def hf_twin(model: LlamaLM) -> torch.nn.Module:
@@ -72,7 +82,7 @@ def make_step(
 
 def bench_cpu(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    cfg = ModelConfig(**CPU_MODEL)
+    cfg = ModelConfig(**CPU_MODELS[args.cpu_model])
     torch.manual_seed(0)
     ours = LlamaLM(cfg)
     hf = hf_twin(ours)
@@ -96,8 +106,13 @@ def bench_cpu(args: argparse.Namespace) -> dict:
     per_step = {name: statistics.median(t) for name, t in times.items()}
     result = {name: args.batch * args.seq / t for name, t in per_step.items()}
     return {
-        "mode": "cpu", "threads": args.threads, "compile": args.compile, "config": CPU_MODEL,
-        "batch": args.batch, "seq": args.seq, "tokens_per_s": result,
+        "mode": "cpu",
+        "threads": args.threads,
+        "compile": args.compile,
+        "model": args.cpu_model,
+        "batch": args.batch,
+        "seq": args.seq,
+        "tokens_per_s": result,
         "speedup": result["ours"] / result["hf"],
     }
 
@@ -116,11 +131,17 @@ def bench_gpu(args: argparse.Namespace) -> list[dict]:
         x, y = tokens[:, :-1], tokens[:, 1:]
         times = [step(x, y) for _ in range(args.warmup + args.steps)][args.warmup :]
         tokens_per_s = args.batch * seq / statistics.median(times)
-        row = {"mode": "gpu", "device": torch.cuda.get_device_name(), "preset": args.preset,
-               "seq": seq, "batch": args.batch, "compile": args.compile,
-               "tokens_per_s": tokens_per_s,
-               "mfu": mfu(tokens_per_s, flops_per_token(cfg, seq), peak) if peak else None,
-               "max_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
+        row = {
+            "mode": "gpu",
+            "device": torch.cuda.get_device_name(),
+            "preset": args.preset,
+            "seq": seq,
+            "batch": args.batch,
+            "compile": args.compile,
+            "tokens_per_s": tokens_per_s,
+            "mfu": mfu(tokens_per_s, flops_per_token(cfg, seq), peak) if peak else None,
+            "max_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+        }
         rows.append(row)
         del model, forward, step
         torch.cuda.empty_cache()
@@ -129,14 +150,16 @@ def bench_gpu(args: argparse.Namespace) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["cpu", "gpu"],
-                        default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--mode", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--seq", type=int, default=256, help="CPU mode sequence length")
     parser.add_argument("--seqs", type=int, nargs="+", default=[1024, 2048])
-    parser.add_argument("--preset", default="d12")
+    parser.add_argument("--preset", default="d12", help="GPU mode model preset")
+    parser.add_argument("--cpu-model", choices=sorted(CPU_MODELS), default="small")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()

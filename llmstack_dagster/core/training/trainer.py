@@ -189,6 +189,8 @@ class _Run:
             f"training {param_count(self.model_cfg):,} params on {self.env.device} "
             f"x{self.env.world_size} ({self.dtype}), steps {self.step}->{cfg.max_steps}"
         )
+        if cfg.eval.every and self.step == 0:
+            self._emit(self._evaluate(), "eval")
         window_start, window_steps = time.perf_counter(), 0
         while self.step < cfg.max_steps:
             loss, grad_norm, lr = self._train_step()

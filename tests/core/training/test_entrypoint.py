@@ -26,7 +26,7 @@ def test_plain_subprocess_writes_metrics_tensorboard_and_export(token_data, tmp_
     assert [r["step"] for r in train] == [2, 4, 6]
     for key in ("train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"):
         assert all(key in r for r in train)
-    assert [r["step"] for r in records if r["kind"] == "eval"] == [3, 6]
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [0, 3, 6]
     assert any((out / "tensorboard").glob("events.out.tfevents.*"))
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert (Path(summary["hf_dir"]) / "config.json").is_file()
