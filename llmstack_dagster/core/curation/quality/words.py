@@ -12,8 +12,8 @@ import re
 
 _WORD = re.compile(
     r"https?://\S+[^\s.,;:!?)\]'\"]"  # URL, trailing punctuation split off
-    r"|\w+(?:['’.,:/@]\w+)*"  # word, number, abbreviation, e-mail
-    r"|\.{2,}"  # ellipsis
+    r"|\w+(?:['’.,:/@]\w+|-\d+)*"  # word, number, range, abbreviation, e-mail
+    r"|\.{2,}|-{2,}|/{2,}|~{2,}|\*{2,}|={2,}|_{2,}"  # ellipsis and rule-like runs
     r"|[^\w\s]"  # any other punctuation, one character at a time
 )
 _LINES = re.compile(r"\n+")
