@@ -40,7 +40,8 @@ fi
 if [ ! -x "$VENV/bin/lmplz" ] || [ ! -x "$VENV/bin/build_binary" ]; then
   echo "setup: building KenLM lmplz and build_binary from the kenlm sdist"
   work=$(mktemp -d)
-  "$VENV/bin/pip" download -q --no-deps --no-binary=:all: "kenlm" -d "$work" \
+  # --no-binary only for kenlm: its build requirements (cmake) still come as wheels
+  "$VENV/bin/pip" download -q --no-deps --no-binary kenlm "kenlm" -d "$work" \
     || die "could not download the kenlm sdist from PyPI"
   tar -xzf "$work"/kenlm-*.tar.gz -C "$work"
   src=$(find "$work" -maxdepth 1 -type d -name 'kenlm-*' | head -n1)
