@@ -1,0 +1,1 @@
+"""Dispatching the training entrypoint elsewhere: Modal app spec, uploads, remote runner."""
