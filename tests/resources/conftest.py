@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dagster as dg
 import modal
 import pytest
 from modal.exception import NotFoundError
@@ -42,6 +43,13 @@ def tiny_train_config(**overrides) -> dict:
         cpu_threads=1,
     )
     return base | overrides
+
+
+@pytest.fixture
+def instance():
+    """An ephemeral Dagster instance, disposed after the test."""
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
 
 
 @pytest.fixture(scope="session")

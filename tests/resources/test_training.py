@@ -10,7 +10,9 @@ from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.resources.training import LocalTrainingResource, TrainingResource, local_nproc
 
 
-def test_local_resource_trains_in_a_subprocess(token_data: Path, tmp_path: Path) -> None:
+def test_local_resource_trains_in_a_subprocess(
+    token_data: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
     out_dir = tmp_path / "run"
     outcomes: list[TrainingOutcome] = []
 
@@ -25,7 +27,6 @@ def test_local_resource_trains_in_a_subprocess(token_data: Path, tmp_path: Path)
         outcomes.append(outcome)
         return dg.MaterializeResult(metadata={"step": outcome.final["step"]})
 
-    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [tiny_pretrained], resources={"training": LocalTrainingResource()}, instance=instance
     )
