@@ -12,11 +12,16 @@ from llmstack_dagster import assets
 from llmstack_dagster.jobs.curation import curation_job, nightly_recuration
 from llmstack_dagster.resources.corpus import CorpusResource
 from llmstack_dagster.resources.storage import StorageResource
+from llmstack_dagster.resources.training import training_resource_from_env
 
 defs = Definitions(
     assets=load_assets_from_package_module(assets),
     asset_checks=load_asset_checks_from_package_module(assets),
     jobs=[curation_job],
     schedules=[nightly_recuration],
-    resources={"storage": StorageResource(), "corpus": CorpusResource()},
+    resources={
+        "storage": StorageResource(),
+        "corpus": CorpusResource(),
+        "training": training_resource_from_env(),
+    },
 )

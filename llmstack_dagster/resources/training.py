@@ -62,3 +62,15 @@ class LocalTrainingResource(TrainingResource):
         if materializations:
             metadata = {k: v.value for k, v in (materializations[-1].metadata or {}).items()}
         return collect_outcome(out, metadata)
+
+
+def training_resource_from_env() -> TrainingResource:
+    """``LLMSTACK_TRAINING_BACKEND``: ``local`` (default) or ``modal`` (testing preset)."""
+    backend = os.environ.get(TRAINING_BACKEND_ENV, "local").strip().lower() or "local"
+    if backend == "local":
+        return LocalTrainingResource()
+    if backend == "modal":
+        from llmstack_dagster.resources.modal_training import ModalTrainingResource
+
+        return ModalTrainingResource()
+    raise ValueError(f"{TRAINING_BACKEND_ENV} must be 'local' or 'modal', not {backend!r}")

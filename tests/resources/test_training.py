@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from conftest import tiny_train_config
 
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
@@ -50,3 +51,16 @@ def test_local_resource_trains_in_a_subprocess(
 def test_cpu_config_never_uses_torchrun() -> None:
     cfg = TrainConfig.model_validate(tiny_train_config(device="cpu"))
     assert local_nproc(cfg, None) == 1
+
+
+def test_backend_is_chosen_by_environment(monkeypatch) -> None:
+    from llmstack_dagster.resources.modal_training import ModalTrainingResource
+    from llmstack_dagster.resources.training import TRAINING_BACKEND_ENV, training_resource_from_env
+
+    monkeypatch.delenv(TRAINING_BACKEND_ENV, raising=False)
+    assert type(training_resource_from_env()) is LocalTrainingResource
+    monkeypatch.setenv(TRAINING_BACKEND_ENV, "modal")
+    assert type(training_resource_from_env()) is ModalTrainingResource
+    monkeypatch.setenv(TRAINING_BACKEND_ENV, "slurm")
+    with pytest.raises(ValueError, match="local' or 'modal"):
+        training_resource_from_env()
