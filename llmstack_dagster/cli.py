@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from llmstack_dagster.modal_cli import add_modal_commands
+
 
 def plan_runs(asset_graph) -> list[tuple[list, bool]]:
     """Group the toposorted assets into runs: consecutive partitioned assets run together,
@@ -60,10 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the whole pipeline on the bundled corpus, locally")
+    add_modal_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo()
-    return 2
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ resumes from the latest complete checkpoint committed to the volume.
 """
 
 import hashlib
+import os
 import time
 import uuid
 from pathlib import Path
@@ -41,6 +42,13 @@ from llmstack_dagster.core.training.token_shards import INDEX_FILE
 from llmstack_dagster.resources.training import TrainingResource
 
 EVENT_BATCH = 256
+ENV_FIELDS = {
+    "preset": "preset",
+    "gpu": "gpu",
+    "app": "app_name",
+    "volume": "volume_name",
+    "secrets": "modal_secrets",
+}
 
 
 def data_key(data_dir: Path) -> str:
@@ -75,6 +83,15 @@ class ModalTrainingResource(TrainingResource):
     commit_every_s: float = 300.0
     poll_s: float = 2.0
     resubmit_on_timeout: int = 3
+
+    @classmethod
+    def from_env(cls) -> "ModalTrainingResource":
+        """``LLMSTACK_MODAL_{PRESET,GPU,APP,VOLUME,SECRETS}`` (secrets: comma-separated names)."""
+        env = {k: os.environ.get(f"LLMSTACK_MODAL_{k.upper()}", "") for k in ENV_FIELDS}
+        values: dict[str, Any] = {ENV_FIELDS[k]: v for k, v in env.items() if v and k != "secrets"}
+        if env["secrets"]:
+            values["modal_secrets"] = [s.strip() for s in env["secrets"].split(",") if s.strip()]
+        return cls(**values)
 
     def spec(self) -> ModalSpec:
         return resolve_spec(

@@ -65,12 +65,12 @@ class LocalTrainingResource(TrainingResource):
 
 
 def training_resource_from_env() -> TrainingResource:
-    """``LLMSTACK_TRAINING_BACKEND``: ``local`` (default) or ``modal`` (testing preset)."""
+    """``LLMSTACK_TRAINING_BACKEND``: ``local`` (default) or ``modal`` (configured by env)."""
     backend = os.environ.get(TRAINING_BACKEND_ENV, "local").strip().lower() or "local"
     if backend == "local":
         return LocalTrainingResource()
     if backend == "modal":
         from llmstack_dagster.resources.modal_training import ModalTrainingResource
 
-        return ModalTrainingResource()
+        return ModalTrainingResource.from_env()
     raise ValueError(f"{TRAINING_BACKEND_ENV} must be 'local' or 'modal', not {backend!r}")

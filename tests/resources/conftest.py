@@ -171,6 +171,12 @@ def fake_modal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeModal:
     def read_file_into_fileobj(self, path: str, fileobj) -> int:
         return fileobj.write((fake.root / path.lstrip("/")).read_bytes())
 
+    def remove_file(self, path: str, recursive: bool = False) -> None:
+        target = fake.root / path.lstrip("/")
+        if not target.exists():
+            raise NotFoundError(path)
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
     @contextmanager
     def app_run(self, *args, **kwargs):
         yield self
@@ -189,6 +195,7 @@ def fake_modal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeModal:
     monkeypatch.setattr(modal.Volume, "read_file", read_file)
     monkeypatch.setattr(modal.Volume, "listdir", listdir)
     monkeypatch.setattr(modal.Volume, "read_file_into_fileobj", read_file_into_fileobj)
+    monkeypatch.setattr(modal.Volume, "remove_file", remove_file)
     monkeypatch.setattr(modal.App, "run", app_run)
     monkeypatch.setattr(modal.Function, "spawn", spawn)
     monkeypatch.setattr(modal.Queue, "get_many", get_many)

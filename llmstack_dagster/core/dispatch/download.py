@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 
 import modal
@@ -23,21 +24,30 @@ def wanted(rel: str, checkpoint: str | None) -> bool:
     return rel in RUN_FILES or top in RUN_DIRS
 
 
-def download_run(
-    volume: modal.Volume, run_rel: str, out_dir: Path, checkpoint: str | None
+def fetch(
+    volume: modal.Volume, remote: str, local: Path, keep: Callable[[str], bool] = lambda _: True
 ) -> list[str]:
-    """Copy the wanted files of ``run_rel`` into ``out_dir``; ``COMPLETE`` markers go last.
+    """Copy the files under ``remote`` that ``keep`` accepts (relative path) into ``local``.
 
-    ``checkpoint`` is the checkpoint folder name (``step_00000300``). Returns the copied paths.
+    Each file is written under a temporary name and renamed; ``COMPLETE`` markers go last, so
+    a local checkpoint is never marked complete before its files are there.
     """
-    entries = [e for e in volume.listdir(run_rel, recursive=True) if e.type == FileEntryType.FILE]
-    rels = [posixpath.relpath(e.path.lstrip("/"), run_rel.strip("/")) for e in entries]
-    rels = sorted((r for r in rels if wanted(r, checkpoint)), key=lambda r: r.endswith(COMPLETE))
+    root = remote.strip("/")
+    entries = [e for e in volume.listdir(root, recursive=True) if e.type == FileEntryType.FILE]
+    rels = [posixpath.relpath(e.path.lstrip("/"), root) if root else e.path for e in entries]
+    rels = sorted((r for r in rels if keep(r)), key=lambda r: r.endswith(COMPLETE))
     for rel in rels:
-        target = Path(out_dir) / rel
+        target = Path(local) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".part-{target.name}")
         with open(tmp, "wb") as handle:
-            volume.read_file_into_fileobj(posixpath.join(run_rel, rel), handle)
+            volume.read_file_into_fileobj(posixpath.join(root, rel), handle)
         tmp.replace(target)
     return rels
+
+
+def download_run(
+    volume: modal.Volume, run_rel: str, out_dir: Path, checkpoint: str | None
+) -> list[str]:
+    """The run's metrics, summary, TensorBoard, HF export and final ``checkpoint`` folder."""
+    return fetch(volume, run_rel, out_dir, lambda rel: wanted(rel, checkpoint))
