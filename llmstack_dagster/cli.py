@@ -11,11 +11,24 @@ from llmstack_dagster.modal_cli import add_modal_commands
 
 def plan_runs(asset_graph) -> list[tuple[list, bool]]:
     """Group the toposorted assets into runs: consecutive partitioned assets run together,
-    once per partition; each unpartitioned asset runs alone. Returns (keys, partitioned)."""
+    once per partition, unless one needs other partitions of an asset in the same block;
+    each unpartitioned asset runs alone. Returns (keys, partitioned)."""
+    from dagster import IdentityPartitionMapping
+
     runs: list[tuple[list, bool]] = []
     block: list = []
     for key in asset_graph.toposorted_asset_keys:
         if asset_graph.get(key).partitions_def is not None:
+            crosses = any(
+                not isinstance(
+                    asset_graph.get_partition_mapping(key, parent), IdentityPartitionMapping
+                )
+                for parent in asset_graph.get(key).parent_keys
+                if parent in block
+            )
+            if crosses:
+                runs.append((block, True))
+                block = []
             block.append(key)
             continue
         if block:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from dagster import MetadataValue, StaticPartitionsDefinition
@@ -28,6 +29,11 @@ def markdown_table(rows: list[dict[str, Any]], max_cell: int = 120) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(r.get(h)) for h in headers) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def png_markdown(png: bytes, title: str) -> str:
+    """A PNG inlined as a data URI, so the UI shows it without access to the storage root."""
+    return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
 
 
 def shard_metadata(storage: Storage, manifest: ShardManifest) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import posixpath
 import uuid
 from collections.abc import Iterator
@@ -111,6 +112,16 @@ class Storage:
         """Stream a Parquet file batch by batch."""
         with self.fs.open(self._abs(rel), "rb") as handle:
             yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_size, columns=columns)
+
+    def download_dir(self, rel: str, dest: str) -> str:
+        """Copy the folder ``rel`` to the local folder ``dest``; returns ``dest``."""
+        os.makedirs(dest, exist_ok=True)
+        self.fs.get(self._abs(rel).rstrip("/") + "/", dest.rstrip("/") + "/", recursive=True)
+        return dest
+
+    def upload_dir(self, local: str, rel: str) -> None:
+        """Copy the local folder ``local`` to ``rel`` under the root."""
+        self.fs.put(local.rstrip("/") + "/", self._abs(rel).rstrip("/") + "/", recursive=True)
 
     def local_path(self, rel: str) -> str | None:
         """The local filesystem path of ``rel`` when the root is on local disk, else None."""

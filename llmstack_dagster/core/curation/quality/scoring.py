@@ -78,7 +78,8 @@ DECISION_FIELDS = [
     pa.field("keep", pa.bool_(), nullable=False),
     pa.field("reasons", pa.list_(pa.string()), nullable=False),
 ]
-_PASS1_SCHEMA = pa.schema([*DOCUMENT_SCHEMA, *SCORE_FIELDS])
+KEPT_SCHEMA = pa.schema([*DOCUMENT_SCHEMA, *SCORE_FIELDS])
+"""The kept set: documents with their scores and attributes, for attribute-based sampling."""
 SCORED_SCHEMA = pa.schema([*DOCUMENT_SCHEMA, *SCORE_FIELDS, *DECISION_FIELDS])
 """DOCUMENT_SCHEMA + every score column + the preset's decision (``keep``, ``reasons``)."""
 
@@ -161,7 +162,7 @@ def score_quality(
     base = partition_dir(ASSET, domain)
     is_code = domain in config.code_domains
     summary = ScoreSummary()
-    pass1 = ShardWriter(storage, posixpath.join(base, "_pass1"), _PASS1_SCHEMA)
+    pass1 = ShardWriter(storage, posixpath.join(base, "_pass1"), KEPT_SCHEMA)
     with tempfile.TemporaryDirectory(prefix="quality-") as cache:
         scorers = load_scorers(storage, reference_lm, config, cache)
         _score_pass(storage, documents, is_code, scorers, pass1, summary, config.batch_size)
@@ -172,7 +173,7 @@ def score_quality(
         least_toxic_below = summary.toxicity_quantile(preset.drop_least_toxic_fraction)
     rules = config.rules()
     scored = ShardWriter(storage, posixpath.join(base, "scored"), SCORED_SCHEMA)
-    kept = ShardWriter(storage, posixpath.join(base, "kept"), DOCUMENT_SCHEMA)
+    kept = ShardWriter(storage, posixpath.join(base, "kept"), KEPT_SCHEMA)
     drops = ShardWriter(storage, posixpath.join(base, "drops"), DROP_SCHEMA, prefix="drops")
     fails: Counter[str] = Counter()
     first_reasons: Counter[str] = Counter()
@@ -192,7 +193,7 @@ def score_quality(
                 drops.write_row(_drop_row(row, domain, reasons))
             else:
                 per_domain_kept[row["domain"]] += 1
-                kept.write_row({name: row[name] for name in DOCUMENT_SCHEMA.names})
+                kept.write_row(row)
     scored_shards, kept_shards, drop_shards = scored.close(), kept.close(), drops.close()
     storage.rm(posixpath.join(base, "_pass1"))
 

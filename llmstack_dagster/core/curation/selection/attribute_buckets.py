@@ -63,11 +63,11 @@ class BandedAttribute(BaseModel):
 
 class AttributeBucketConfig(BaseModel):
     quality: CategoricalAttribute = Field(
-        default_factory=lambda: CategoricalAttribute(column="quality_class")
+        default_factory=lambda: CategoricalAttribute(column="quality_label")
     )
     toxicity: BandedAttribute = Field(default_factory=BandedAttribute)
     category: CategoricalAttribute = Field(
-        default_factory=lambda: CategoricalAttribute(enabled=False, column="domain_category")
+        default_factory=lambda: CategoricalAttribute(enabled=False, column="domain_label")
     )
 
     def active(self) -> Iterator[tuple[str, CategoricalAttribute | BandedAttribute]]:

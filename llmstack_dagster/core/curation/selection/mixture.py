@@ -300,7 +300,7 @@ def materialize_mixture(
             REASON_OUTSIDE_WINDOW: int((~in_window).sum()),
         },
         extra=_extra(plan, unit_rows, bucket_rows, created[sampled], realized, config)
-        | {"plan_path": storage.url(plan_path), "chart_path": storage.url(chart_path)},
+        | {"plan_path": plan_path, "chart_path": chart_path},
     )
     write_manifest(storage, manifest)
     return manifest

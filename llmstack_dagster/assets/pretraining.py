@@ -1,0 +1,255 @@
+"""Pretraining: ``tokenizer`` -> ``tokenized_shards`` -> ``pretrained_checkpoint``.
+
+The checkpoint asset never trains in its own process: it hands a :class:`TrainConfig` to the
+``training`` resource (local Pipes subprocess by default, Modal on cloud GPUs), which streams
+metrics and logs back into Dagster while the run goes on.
+"""
+
+import io
+import posixpath
+import tempfile
+from pathlib import Path
+
+import yaml
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+
+from llmstack_dagster.assets.common import markdown_table, png_markdown
+from llmstack_dagster.core.storage import Storage, read_manifest
+from llmstack_dagster.core.training.config import EvalConfig, OptimConfig, TrainConfig
+from llmstack_dagster.core.training.token_shards import (
+    TokenShardConfig,
+    manifest_hash,
+    run_token_shards,
+)
+from llmstack_dagster.core.training.tokenizer import (
+    TOKENIZER_FILE,
+    TokenizerConfig,
+    save_tokenizer,
+    special_token_ids,
+    tokenizer_hash,
+    train_tokenizer,
+)
+from llmstack_dagster.resources.storage import StorageResource
+from llmstack_dagster.resources.training import TrainingResource
+
+TRAINING_GROUP = "training"
+TOKENIZER_REL = posixpath.join("tokenizer", TOKENIZER_FILE)
+
+
+def mixture_texts(store: Storage):
+    """Every text of the sampled mixture, streamed shard by shard."""
+    from llmstack_dagster.core.storage import iter_shard_tables
+
+    mixture = read_manifest(store, "sampled_mixture", None)
+    for _, table in iter_shard_tables(store, mixture.shards, columns=["text"]):
+        yield from table.column("text").to_pylist()
+
+
+def local_tokenizer(store: Storage, folder: str) -> Path:
+    """The stored tokenizer.json copied into a local folder."""
+    path = Path(folder) / TOKENIZER_FILE
+    path.write_bytes(store.read_bytes(TOKENIZER_REL))
+    return path
+
+
+class TokenizerAssetConfig(Config):
+    """32k for real runs; the demo profile uses 4096."""
+
+    vocab_size: int = 32768
+    min_frequency: int = 2
+
+
+@asset(
+    group_name=TRAINING_GROUP,
+    deps=["sampled_mixture"],
+    description="Byte-level BPE (Hugging Face tokenizers) trained on the sampled mixture, with "
+    "BOS/EOS/PAD and chat-role special tokens; loadable by PreTrainedTokenizerFast.",
+)
+def tokenizer(
+    context: AssetExecutionContext, config: TokenizerAssetConfig, storage: StorageResource
+) -> MaterializeResult:
+    store = storage.get()
+    tok = train_tokenizer(
+        mixture_texts(store),
+        TokenizerConfig(vocab_size=config.vocab_size, min_frequency=config.min_frequency),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_tokenizer(tok, Path(tmp))
+        store.write_bytes(TOKENIZER_REL, path.read_bytes())
+        digest = tokenizer_hash(path)
+    sample = "Data, data everywhere: curating a corpus for a language model."
+    pieces = tok.encode(sample).tokens
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(store.url(TOKENIZER_REL)),
+            "vocab_size": MetadataValue.int(tok.get_vocab_size()),
+            "special_tokens": MetadataValue.json(special_token_ids(tok)),
+            "sha256": MetadataValue.text(digest),
+            "sample": MetadataValue.md(
+                f"`{sample}` -> {len(pieces)} tokens: `{' | '.join(pieces)}`"
+            ),
+        }
+    )
+
+
+class TokenShardsAssetConfig(Config):
+    val_fraction: float = 0.005
+    min_val_docs: int = 2
+    num_workers: int = 2
+    seed: int = 0
+
+
+@asset(
+    group_name=TRAINING_GROUP,
+    deps=["sampled_mixture", "tokenizer"],
+    description="The mixture tokenized into packed uint16/uint32 token shards with an index, "
+    "EOS between documents, and a held-out validation split per domain.",
+)
+def tokenized_shards(
+    context: AssetExecutionContext, config: TokenShardsAssetConfig, storage: StorageResource
+) -> MaterializeResult:
+    store = storage.get()
+    mixture = read_manifest(store, "sampled_mixture", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = run_token_shards(
+            store,
+            mixture,
+            local_tokenizer(store, tmp),
+            TokenShardConfig(
+                val_fraction=config.val_fraction,
+                min_val_docs=config.min_val_docs,
+                num_workers=config.num_workers,
+                seed=config.seed,
+            ),
+            mixture_hash=manifest_hash(mixture),
+        )
+    extra = manifest.extra
+    return MaterializeResult(
+        metadata={
+            "shards": MetadataValue.json([store.url(s.path) for s in manifest.shards]),
+            "counts": MetadataValue.json(manifest.counts),
+            "per_domain": MetadataValue.md(
+                markdown_table([{"domain": d, **v} for d, v in extra.get("per_domain", {}).items()])
+            ),
+            "dtype": MetadataValue.text(str(extra.get("dtype"))),
+        }
+    )
+
+
+class PretrainAssetConfig(Config):
+    """A demo-sized default (the tiny preset on CPU); ``config_path`` (YAML) may set any
+    TrainConfig field, e.g. ``preset: d12``, ``compile: true`` for a GPU run."""
+
+    preset: str = "tiny"
+    seq_len: int = 128
+    micro_batch_size: int = 8
+    grad_accum_steps: int = 1
+    max_steps: int = 300
+    lr: float = 3e-3
+    warmup_steps: int = 30
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    log_every: int = 25
+    cpu_threads: int | None = 1
+    seed: int = 1337
+    config_path: str = ""
+    work_dir: str = ""
+
+    def train_config(self, data_dir: str, out_dir: str) -> TrainConfig:
+        base = {}
+        if self.config_path:
+            with open(self.config_path) as handle:
+                base = yaml.safe_load(handle) or {}
+        fields = {
+            "preset": self.preset,
+            "seq_len": self.seq_len,
+            "micro_batch_size": self.micro_batch_size,
+            "grad_accum_steps": self.grad_accum_steps,
+            "max_steps": self.max_steps,
+            "checkpoint_every": self.checkpoint_every,
+            "log_every": self.log_every,
+            "cpu_threads": self.cpu_threads,
+            "seed": self.seed,
+            "optim": OptimConfig(lr=self.lr, warmup_steps=self.warmup_steps),
+            "eval": EvalConfig(every=self.eval_every, batches=4, max_new_tokens=24),
+        }
+        return TrainConfig.model_validate(
+            {**fields, **base, "data_dir": data_dir, "out_dir": out_dir}
+        )
+
+
+def loss_curve_png(metrics: list[dict]) -> bytes:
+    """Train and validation loss against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(m["step"], m["train/loss"]) for m in metrics if "train/loss" in m]
+    val = [(m["step"], m["val/loss"]) for m in metrics if "val/loss" in m]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss")
+    if val:
+        ax.plot(*zip(*val, strict=True), marker="o", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+@asset(
+    group_name=TRAINING_GROUP,
+    deps=["tokenized_shards", "tokenizer"],
+    op_tags={"llmstack/gpu": "true"},
+    description="A Llama-style model pretrained on the token shards by the training resource "
+    "(exact-resume checkpoints, live metrics, validation loss and bits-per-byte per domain, "
+    "sample generations, Hugging Face export).",
+)
+def pretrained_checkpoint(
+    context: AssetExecutionContext,
+    config: PretrainAssetConfig,
+    storage: StorageResource,
+    training: TrainingResource,
+) -> MaterializeResult:
+    store = storage.get()
+    data_dir = store.local_path("tokenized_shards")
+    out_rel = "pretrained_checkpoint"
+    out_dir = config.work_dir or store.local_path(out_rel)
+    with tempfile.TemporaryDirectory() as tmp:
+        if data_dir is None:  # remote root: stage the shards locally
+            data_dir = store.download_dir("tokenized_shards", str(Path(tmp) / "data"))
+        if out_dir is None:
+            out_dir = str(Path(tmp) / "out")
+        outcome = training.run_training(
+            context,
+            config=config.train_config(data_dir, out_dir),
+            data_dir=data_dir,
+            out_dir=out_dir,
+        )
+        if store.local_path(out_rel) is None:
+            store.upload_dir(out_dir, out_rel)
+    png = loss_curve_png(outcome.metrics)
+    store.write_bytes(posixpath.join(out_rel, "loss_curve.png"), png)
+    final = outcome.final
+    val = {k: v for k, v in final.items() if k.startswith("val/")}
+    return MaterializeResult(
+        metadata={
+            "checkpoint": MetadataValue.path(str(outcome.checkpoint)),
+            "hf_export": MetadataValue.path(str(outcome.hf_dir)),
+            "steps": MetadataValue.int(int(final.get("step", 0))),
+            "validation": MetadataValue.md(
+                markdown_table(
+                    [{"metric": k, "value": round(float(v), 4)} for k, v in sorted(val.items())]
+                )
+            ),
+            "samples": MetadataValue.md(str(outcome.metadata.get("samples", ""))),
+            "final_metrics": MetadataValue.json(final),
+            "loss_curve": MetadataValue.md(png_markdown(png, "loss curve")),
+        }
+    )

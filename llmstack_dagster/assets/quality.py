@@ -1,0 +1,159 @@
+"""Quality scoring (Parmar et al. 2024, stages 3-4): ``reference_lm`` then ``quality_scored``.
+
+Every document gets CCNet perplexity and bucket, NeMo Curator / Gopher heuristics (code gets
+its own rules), quality, toxicity and domain attributes, and a ``keep`` decision under the
+run's preset. The full scored set and the kept set are both stored, so another threshold
+never needs a re-run of scoring.
+"""
+
+from collections.abc import Iterator
+
+from dagster import (
+    AllPartitionMapping,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from llmstack_dagster.assets.common import (
+    CURATION_GROUP,
+    domain_partitions,
+    markdown_table,
+    png_markdown,
+    shard_metadata,
+)
+from llmstack_dagster.core.curation.quality.reference_lm import (
+    ReferenceLMConfig,
+    reference_lm_of,
+    train_reference_lm,
+)
+from llmstack_dagster.core.curation.quality.scoring import QualityConfig, score_quality
+from llmstack_dagster.core.storage import read_manifest
+from llmstack_dagster.resources.storage import StorageResource
+
+
+class ReferenceLMAssetConfig(Config):
+    """CCNet defaults: order-5 KenLM over SentencePiece pieces of the reference corpus."""
+
+    reference_domains: list[str] = ["wiki", "books"]
+    negatives_domain: str = "web"
+    order: int = 5
+    vocab_size: int = 32_000
+    seed: int = 0
+
+
+@asset(
+    group_name=CURATION_GROUP,
+    deps=[AssetDep("deduplicated_documents", partition_mapping=AllPartitionMapping())],
+    description="KenLM n-gram model (lmplz + build_binary) on the CCNet-normalized, "
+    "SentencePiece-tokenized reference corpus; head/middle/tail perplexity cut-offs; the "
+    "pipeline's own quality classifier (reference = positives, raw web = negatives).",
+)
+def reference_lm(
+    context: AssetExecutionContext, config: ReferenceLMAssetConfig, storage: StorageResource
+) -> MaterializeResult:
+    store = storage.get()
+    reference = {
+        d: read_manifest(store, "deduplicated_documents", d) for d in config.reference_domains
+    }
+    web = read_manifest(store, "deduplicated_documents", config.negatives_domain)
+    manifest = train_reference_lm(
+        store,
+        reference,
+        web,
+        ReferenceLMConfig(
+            reference_domains=config.reference_domains,
+            order=config.order,
+            vocab_size=config.vocab_size,
+            seed=config.seed,
+        ),
+    )
+    ref = reference_lm_of(manifest)
+    return MaterializeResult(
+        metadata={
+            "order": MetadataValue.int(ref.order),
+            "model_bytes": MetadataValue.int(ref.model_bytes),
+            "sentencepiece_vocab": MetadataValue.int(ref.vocab_size),
+            "ngram_counts": MetadataValue.json({str(k): v for k, v in ref.ngram_counts.items()}),
+            "bucket_cutoffs": MetadataValue.json(list(ref.bucket_cutoffs)),
+            "bucket_source": MetadataValue.text(ref.bucket_source),
+            "reference_docs": MetadataValue.int(ref.reference_docs),
+            "reference_perplexity_median": MetadataValue.float(ref.reference_perplexity_median),
+            "web_perplexity_median": MetadataValue.float(ref.web_perplexity_median),
+            "classifier_metrics": MetadataValue.json(ref.classifier_metrics),
+            "kenlm_model": MetadataValue.path(store.url(ref.kenlm_path)),
+        }
+    )
+
+
+class QualityAssetConfig(Config):
+    """``preset``: general (Longpre T=0.975 on the low-quality score),
+    toxicity-identification (inverse toxicity filter) or safety-critical (toxicity filter)."""
+
+    preset: str = "general"
+    max_perplexity: float = 5000.0
+    code_domains: list[str] = ["code"]
+
+
+@asset(
+    partitions_def=domain_partitions,
+    group_name=CURATION_GROUP,
+    deps=["deduplicated_documents", "reference_lm"],
+    check_specs=[
+        AssetCheckSpec("counts_balance", asset="quality_scored", description="in = kept + dropped")
+    ],
+    description="Perplexity, heuristics and attributes for every document, a keep flag under "
+    "the preset, and the reasons it fails; full scored set and kept set both stored.",
+)
+def quality_scored(
+    context: AssetExecutionContext, config: QualityAssetConfig, storage: StorageResource
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    store = storage.get()
+    domain = context.partition_key
+    ref = reference_lm_of(read_manifest(store, "reference_lm", None))
+    documents = read_manifest(store, "deduplicated_documents", domain)
+    manifest = score_quality(
+        store,
+        documents,
+        domain,
+        ref,
+        QualityConfig(
+            preset=config.preset,
+            max_perplexity=config.max_perplexity,
+            code_domains=config.code_domains,
+        ),
+    )
+    extra = manifest.extra
+    keep_rates = [
+        {"reason": r, "keep_rate": round(v, 4)}
+        for r, v in sorted(extra["keep_rate_per_reason"].items())
+    ]
+    yield MaterializeResult(
+        metadata={
+            **shard_metadata(store, manifest),
+            "preset": MetadataValue.json(extra["preset"]),
+            "keep_rate_per_reason": MetadataValue.md(markdown_table(keep_rates)),
+            "drops_per_first_reason": MetadataValue.json(extra["drops_per_first_reason"]),
+            "keep_rate_per_domain": MetadataValue.json(extra["keep_rate_per_domain"]),
+            "perplexity_histogram": MetadataValue.md(
+                png_markdown(
+                    store.read_bytes(extra["perplexity_histogram_png"]), "perplexity histogram"
+                )
+            ),
+            "attribute_distributions": MetadataValue.json(extra["distributions"]),
+            "scored_shards": MetadataValue.json(
+                [store.url(s["path"]) for s in extra["scored_shards"]]
+            ),
+        }
+    )
+    counts = manifest.counts
+    yield AssetCheckResult(
+        check_name="counts_balance",
+        passed=counts["in"] == counts["kept"] + counts["dropped"],
+        metadata=dict(counts),
+    )

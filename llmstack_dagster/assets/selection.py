@@ -1,0 +1,162 @@
+"""Data selection and sampling: ``dsir_selected`` per domain, then ``sampled_mixture``."""
+
+from datetime import datetime
+
+import yaml
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from llmstack_dagster.assets.common import (
+    CURATION_GROUP,
+    domain_partitions,
+    markdown_table,
+    png_markdown,
+    shard_metadata,
+)
+from llmstack_dagster.core.curation.selection.alpha import AlphaConfig
+from llmstack_dagster.core.curation.selection.dsir import DSIRConfig, fit_dsir_target, select_dsir
+from llmstack_dagster.core.curation.selection.mixture import materialize_mixture
+from llmstack_dagster.core.curation.selection.mixture_plan import MixtureConfig
+from llmstack_dagster.core.curation.selection.temporal import TemporalConfig
+from llmstack_dagster.core.storage import read_manifest
+from llmstack_dagster.resources.storage import StorageResource
+
+
+class DSIRAssetConfig(Config):
+    """DSIR (Xie et al. 2023) at source level; defaults are the paper's and the seed's."""
+
+    keep_fraction: float = 0.95
+    num_buckets: int = 10_000
+    ngrams: int = 2
+    target_domains: list[str] = ["wiki", "books"]
+    min_example_length: int = 0
+    seed: int = 0
+
+    def core(self) -> DSIRConfig:
+        return DSIRConfig(
+            keep_fraction=self.keep_fraction,
+            num_buckets=self.num_buckets,
+            ngrams=self.ngrams,
+            target_domains=self.target_domains,
+            min_example_length=self.min_example_length,
+            seed=self.seed,
+        )
+
+
+@asset(
+    partitions_def=domain_partitions,
+    group_name=CURATION_GROUP,
+    deps=[AssetDep("quality_scored", partition_mapping=AllPartitionMapping())],
+    description="DSIR importance resampling per domain: hashed uni+bigram models of the target "
+    "(reference) corpus and of the domain; Gumbel top-k keeps keep_fraction of the domain; "
+    "every document's log-importance weight is kept.",
+)
+def dsir_selected(
+    context: AssetExecutionContext, config: DSIRAssetConfig, storage: StorageResource
+) -> MaterializeResult:
+    store = storage.get()
+    core = config.core()
+    target = {d: read_manifest(store, "quality_scored", d) for d in core.target_domains}
+    target_counts = fit_dsir_target(store, target, core)
+    documents = read_manifest(store, "quality_scored", context.partition_key)
+    manifest = select_dsir(store, documents, context.partition_key, target_counts, core)
+    extra = manifest.extra
+    return MaterializeResult(
+        metadata={
+            **shard_metadata(store, manifest),
+            "realized_keep_fraction": MetadataValue.float(float(extra["realized_keep_fraction"])),
+            "log_weight_kept": MetadataValue.json(extra["log_weight_kept"]),
+            "log_weight_dropped": MetadataValue.json(extra["log_weight_dropped"]),
+        }
+    )
+
+
+class MixtureAssetConfig(Config):
+    """Token budget and sampling knobs; ``profile_path`` (YAML) sets any MixtureConfig field,
+    including attribute buckets (domain x quality class x toxicity band x category)."""
+
+    token_budget: int = 10_000_000
+    max_epochs: float = 1.0
+    alpha: float = 1.3
+    alpha_convention: str = "alpha"
+    temperature: float = 1.0
+    half_life_days: float | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    seed: int = 0
+    profile_path: str = ""
+
+    def core(self) -> MixtureConfig:
+        base = {}
+        if self.profile_path:
+            with open(self.profile_path) as handle:
+                base = yaml.safe_load(handle) or {}
+        config = MixtureConfig.model_validate(base)
+        return config.model_copy(
+            update={
+                "token_budget": self.token_budget,
+                "max_epochs": self.max_epochs,
+                "seed": self.seed,
+                "alpha": AlphaConfig(
+                    convention=self.alpha_convention, alpha=self.alpha, temperature=self.temperature
+                ),
+                "temporal": TemporalConfig(
+                    created_after=_date(self.created_after),
+                    created_before=_date(self.created_before),
+                    half_life_days=self.half_life_days,
+                    reference_date=config.temporal.reference_date,
+                ),
+            }
+        )
+
+
+def _date(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@asset(
+    group_name=CURATION_GROUP,
+    deps=[AssetDep("dsir_selected", partition_mapping=AllPartitionMapping())],
+    description="The token budget turned into a mixture plan (UniMax over English sources, "
+    "alpha sampling over code languages, attribute buckets, temporal window and recency) and "
+    "materialized as shuffled, seeded shards.",
+)
+def sampled_mixture(
+    context: AssetExecutionContext, config: MixtureAssetConfig, storage: StorageResource
+) -> MaterializeResult:
+    store = storage.get()
+    selected = {
+        d: read_manifest(store, "dsir_selected", d) for d in domain_partitions.get_partition_keys()
+    }
+    manifest = materialize_mixture(store, selected, config.core())
+    extra = manifest.extra
+    plan = extra["plan"]
+    context.log.info(
+        f"mixture: planned {extra['planned_tokens']} tokens, realized {extra['realized_tokens']}"
+    )
+    return MaterializeResult(
+        metadata={
+            **shard_metadata(store, manifest),
+            "composition": MetadataValue.md(extra["composition_markdown"]),
+            "composition_chart": MetadataValue.md(
+                png_markdown(store.read_bytes(extra["chart_path"]), "planned vs realized shares")
+            ),
+            "plan": MetadataValue.json(plan),
+            "plan_path": MetadataValue.path(store.url(extra["plan_path"])),
+            "token_budget": MetadataValue.int(int(extra["token_budget"])),
+            "planned_tokens": MetadataValue.int(int(extra["planned_tokens"])),
+            "realized_tokens": MetadataValue.int(int(extra["realized_tokens"])),
+            "token_estimator": MetadataValue.text(str(extra["token_estimator"])),
+            "data_date_range": MetadataValue.text(
+                f"{extra['realized_created_min']} .. {extra['realized_created_max']}"
+            ),
+            "buckets": MetadataValue.md(markdown_table(extra["composition_buckets"][:50])),
+        }
+    )
