@@ -40,12 +40,14 @@ def plan_runs(asset_graph) -> list[tuple[list, bool]]:
     return runs
 
 
-def run_demo() -> int:
-    """Materialize every asset for every partition, in dependency order, into DAGSTER_HOME."""
+def run_demo(profile: str = "demo") -> int:
+    """Materialize every asset for every partition, in dependency order, into DAGSTER_HOME,
+    with the assets' config taken from ``profile`` (see :mod:`llmstack_dagster.profiles`)."""
     from dagster import DagsterInstance, materialize
 
     from llmstack_dagster.assets.common import domain_partitions
     from llmstack_dagster.definitions import defs
+    from llmstack_dagster.profiles import run_config
 
     instance = DagsterInstance.get()
     graph = defs.resolve_asset_graph()
@@ -62,7 +64,8 @@ def run_demo() -> int:
                 selection=keys,
                 partition_key=partition,
                 instance=instance,
-                tags={"llmstack/trigger": "demo"},
+                run_config=run_config(profile, [k.to_user_string() for k in keys]),
+                tags={"llmstack/trigger": "demo", "llmstack/profile": profile},
             )
             if not result.success:
                 print(f"demo: FAILED at {label}", file=sys.stderr)
@@ -74,11 +77,17 @@ def run_demo() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the whole pipeline on the bundled corpus, locally")
+    demo = sub.add_parser("demo", help="run the whole pipeline on the bundled corpus, locally")
+    demo.add_argument(
+        "--profile",
+        default="demo",
+        choices=["demo", "smoke", "full"],
+        help="asset config profile (default: the small demo profile)",
+    )
     add_modal_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return run_demo()
+        return run_demo(args.profile)
     return args.handler(args)
 
 

@@ -137,20 +137,22 @@ def tokenized_shards(
 
 
 class PretrainAssetConfig(Config):
-    """A demo-sized default (the tiny preset on CPU); ``config_path`` (YAML) may set any
-    TrainConfig field, e.g. ``preset: d12``, ``compile: true`` for a GPU run."""
+    """Defaults size a real run: the ~125M "d12" preset at sequence length 1024 and about 131k
+    tokens per optimizer step (GPU). The demo profile (``llmstack_dagster.profiles``) shrinks it
+    to the tiny preset on CPU. ``config_path`` (YAML) may set any TrainConfig field, e.g.
+    ``compile: true``."""
 
-    preset: str = "tiny"
-    seq_len: int = 128
-    micro_batch_size: int = 8
-    grad_accum_steps: int = 1
-    max_steps: int = 300
-    lr: float = 3e-3
-    warmup_steps: int = 30
-    eval_every: int = 100
-    checkpoint_every: int = 100
-    log_every: int = 25
-    cpu_threads: int | None = 1
+    preset: str = "d12"
+    seq_len: int = 1024
+    micro_batch_size: int = 16
+    grad_accum_steps: int = 8
+    max_steps: int = 5000
+    lr: float = 6e-4
+    warmup_steps: int = 200
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 10
+    cpu_threads: int | None = None
     seed: int = 1337
     config_path: str = ""
     work_dir: str = ""

@@ -82,7 +82,7 @@ class MixtureAssetConfig(Config):
     """Token budget and sampling knobs; ``profile_path`` (YAML) sets any MixtureConfig field,
     including attribute buckets (domain x quality class x toxicity band x category)."""
 
-    token_budget: int = 10_000_000
+    token_budget: int = 2_500_000_000  # ~20 tokens/parameter for d12 (Hoffmann et al. 2022)
     max_epochs: float = 1.0
     alpha: float = 1.3
     alpha_convention: str = "alpha"
