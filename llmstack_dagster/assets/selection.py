@@ -121,6 +121,22 @@ def _date(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _token_counter(store):
+    """Token counts from the pipeline's tokenizer once one was trained (a previous
+    materialization of ``tokenizer``); None falls back to the documented estimator."""
+    rel = "tokenizer/tokenizer.json"
+    if not store.exists(rel):
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(store.read_bytes(rel).decode("utf-8"))
+
+    def pipeline_tokenizer(texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    return pipeline_tokenizer
+
+
 @asset(
     group_name=CURATION_GROUP,
     deps=[AssetDep("dsir_selected", partition_mapping=AllPartitionMapping())],
@@ -135,7 +151,7 @@ def sampled_mixture(
     selected = {
         d: read_manifest(store, "dsir_selected", d) for d in domain_partitions.get_partition_keys()
     }
-    manifest = materialize_mixture(store, selected, config.core())
+    manifest = materialize_mixture(store, selected, config.core(), _token_counter(store))
     extra = manifest.extra
     plan = extra["plan"]
     context.log.info(
