@@ -214,8 +214,11 @@ def _removal_table(index: pa.Table, removals: dict[str, np.ndarray]) -> pa.Table
 
 
 def _size_bin(size: int) -> str:
+    """Histogram label of a cluster size: "2", "3", then powers of two "4-7", "8-15", ..."""
+    if size < 4:
+        return str(size)
     low = 1 << (int(size).bit_length() - 1)
-    return str(low) if low == size and low < 4 else f"{low}-{2 * low - 1}"
+    return f"{low}-{2 * low - 1}"
 
 
 def _stats(

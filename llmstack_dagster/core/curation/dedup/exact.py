@@ -1,75 +1,224 @@
-"""Exact dedup fingerprints: xxh3-128 of the NFC + whitespace-collapsed UTF-8 bytes."""
+"""Exact dedup fingerprints: xxh3-128 of the NFC + whitespace-collapsed UTF-8 bytes.
+
+One compiled pass per batch collapses whitespace straight from the Arrow buffer, eight ASCII
+bytes at a time where a word holds no whitespace other than single spaces. The same pass flags
+every text with a code point that NFC might change (see :func:`nfc_stable_table`); only those
+texts go through Python's ``unicodedata`` (:func:`~text.normalize_exact`), so NFC costs nothing
+for the ASCII and already-composed texts that make up nearly all of a corpus.
+"""
 
 from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Iterator
+from functools import cache
 
 import numba
 import numpy as np
 import pyarrow as pa
 import xxhash
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
-from llmstack_dagster.core.curation.dedup.text import as_text_array, codepoint_tables, utf8_buffers
+from llmstack_dagster.core.curation.dedup.text import (
+    TABLE_SIZE,
+    codepoint_tables,
+    normalize_exact,
+    utf8_buffers,
+)
 from llmstack_dagster.core.curation.dedup.utf8 import decode_at
+
+SPACE, NFC_UNSTABLE = 1, 2  # bits of the per-code-point flags the kernel reads
+_HIGH = np.uint64(0x8080808080808080)
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_SPACES = np.uint64(0x2020202020202020)
+_TO_HIGH_IF_PRINTABLE = np.uint64(0x6060606060606060)  # byte + 0x60 >= 0x80 iff byte >= 0x20
+_SHIFT7 = np.uint64(7)
+_SHIFT8 = np.uint64(8)
+BLOCK_BYTES = 1 << 20  # input bytes normalised per kernel call, into a buffer reused
+
+
+@cache
+def nfc_stable_table() -> np.ndarray:
+    """True per code point below :data:`TABLE_SIZE` whose NFC Quick Check is Yes with class 0.
+
+    A text made only of such code points is its own NFC (UAX #15 quick check): nothing
+    decomposes, nothing reorders, and nothing can compose with a preceding character. Derived
+    from ``unicodedata``: canonical class 0, NFC maps the character to itself, and it is not
+    the second character of a primary composite (incl. Hangul medial and final jamo).
+    """
+    second = {*range(0x1161, 0x1176), *range(0x11A8, 0x11C3)}
+    stable = np.zeros(TABLE_SIZE, dtype=np.bool_)
+    for cp in range(TABLE_SIZE):
+        char = chr(cp)
+        fixed = unicodedata.normalize("NFC", char) == char
+        decomposition = unicodedata.decomposition(char).split()
+        if fixed and len(decomposition) == 2 and not decomposition[0].startswith("<"):
+            second.add(int(decomposition[1], 16))
+        stable[cp] = fixed and unicodedata.combining(char) == 0
+    stable[sorted(second)] = False
+    return stable
+
+
+@cache
+def exact_flags() -> np.ndarray:
+    """uint8 :data:`SPACE` | :data:`NFC_UNSTABLE` bits per code point below TABLE_SIZE."""
+    _, space, _ = codepoint_tables()
+    return (space * SPACE + ~nfc_stable_table() * NFC_UNSTABLE).astype(np.uint8)
+
+
+@intrinsic
+def _store_u64(
+    typingctx: object, arr: types.Array, index: types.Integer, value: types.Integer
+) -> tuple[types.Signature, Callable[..., object]]:
+    """``arr[index : index + 8]`` = the native-order bytes of ``value`` (one unaligned store)."""
+
+    def codegen(
+        context: object, builder: ir.IRBuilder, sig: types.Signature, args: tuple
+    ) -> object:
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        target = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        builder.store(args[2], target).align = 1
+        return context.get_dummy_value()
+
+    return types.void(arr, types.int64, types.uint64), codegen
+
+
+@numba.njit(inline="always", cache=True)
+def _plain_word(x: np.uint64, after_space: bool) -> bool:
+    """Whether 8 ASCII bytes need no change: no control or whitespace byte except lone spaces.
+
+    Branch-free: one test of the OR of every reason to take the byte-wise path. ``x`` is the
+    bytes as a little-endian word (x86-64, aarch64), first byte lowest.
+    """
+    spaces = ~((x ^ _SPACES) + _LOW7) & _HIGH  # 0x80 in every space byte (if all are ASCII)
+    before = (spaces >> _SHIFT8) | (np.uint64(after_space) << _SHIFT7)  # space before a byte
+    return ((x | ~(x + _TO_HIGH_IF_PRINTABLE) | (spaces & before)) & _HIGH) == 0
 
 
 @numba.njit(cache=True)
 def _collapse_whitespace(
-    data: np.ndarray, offsets: np.ndarray, space: np.ndarray
+    data: np.ndarray,
+    words: np.ndarray,
+    shift: int,
+    offsets: np.ndarray,
+    flags: np.ndarray,
+    out: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Copy each text with whitespace runs made one space and both ends stripped."""
+    """Write each text with whitespace runs made one space and both ends stripped into ``out``.
+
+    ``words`` is ``data[shift:]`` viewed as aligned uint64; ``out`` holds at least
+    ``offsets[-1] - offsets[0]`` bytes. Returns the int64 offsets into ``out`` and, per text,
+    whether it holds a code point that NFC might change.
+    """
     n = offsets.shape[0] - 1
-    out = np.empty(offsets[n] - offsets[0], np.uint8)
     out_offsets = np.empty(n + 1, np.int64)
+    unstable = np.zeros(n, np.bool_)
     w = 0
     for d in range(n):
         out_offsets[d] = w
-        pending_space = False
+        after_space = True  # nothing written yet counts as a space: strips leading whitespace
         i = offsets[d]
         end = offsets[d + 1]
         while i < end:
-            byte = data[i]
-            if byte < 0x80:  # ASCII fast path
-                if space[byte]:
-                    pending_space = w > out_offsets[d]
-                else:
-                    if pending_space:
-                        out[w] = 32
-                        w += 1
-                        pending_space = False
-                    out[w] = byte
-                    w += 1
-                i += 1
-                continue
+            if (i - shift) & 7 == 0:  # aligned: copy plain words whole
+                j = (i - shift) >> 3
+                while i + 8 <= end and _plain_word(words[j], after_space):
+                    _store_u64(out, w, words[j])
+                    w += 8
+                    i += 8
+                    j += 1
+                    after_space = data[i - 1] == 32
+                if i == end:
+                    break
             cp, size = decode_at(data, i)
-            if cp < space.shape[0] and space[cp]:
-                pending_space = w > out_offsets[d]
-            else:
-                if pending_space:
+            flag = flags[cp] if cp < flags.shape[0] else NFC_UNSTABLE
+            if flag & NFC_UNSTABLE:
+                unstable[d] = True
+            if flag & SPACE:
+                if not after_space:
                     out[w] = 32
                     w += 1
-                    pending_space = False
+                    after_space = True
+            else:
                 for k in range(size):
                     out[w + k] = data[i + k]
                 w += size
+                after_space = False
             i += size
+        if after_space and w > out_offsets[d]:
+            w -= 1  # trailing space
     out_offsets[n] = w
-    return out, out_offsets
+    return out_offsets, unstable
+
+
+def _chunks(texts: pa.Array | pa.ChunkedArray | list[str]) -> list[pa.Array]:
+    if isinstance(texts, list):
+        return [pa.array(texts, type=pa.large_string())]
+    return list(texts.chunks) if isinstance(texts, pa.ChunkedArray) else [texts]
+
+
+def normal_form_blocks(
+    texts: pa.Array | pa.ChunkedArray | list[str],
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[str | None]]]:
+    """Normal forms block by block: (bytes, int64 offsets, reference text or None) per block.
+
+    Blocks hold about :data:`BLOCK_BYTES` of input, written into one reused buffer that stays
+    in cache, so each block must be consumed before the next is asked for. The bytes of a text
+    with a code point that NFC might change are the kernel's collapse of its raw form; for
+    those texts the third item holds their reference normal form, which is what counts.
+    """
+    for chunk in _chunks(texts):
+        data, offsets = utf8_buffers(chunk)
+        shift = -data.ctypes.data % 8
+        words = data[shift : shift + max(len(data) - shift, 0) // 8 * 8].view(np.uint64)
+        flags = exact_flags()
+        cuts = [0]
+        while cuts[-1] < len(chunk):
+            limit = offsets[cuts[-1]] + BLOCK_BYTES
+            cuts.append(max(int(np.searchsorted(offsets, limit, "right")) - 1, cuts[-1] + 1))
+        sizes = offsets[cuts[1:]] - offsets[cuts[:-1]] if len(cuts) > 1 else np.zeros(1, np.int64)
+        out = np.empty(int(sizes.max()), np.uint8)
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            out_offsets, unstable = _collapse_whitespace(
+                data, words, shift, offsets[a : b + 1], flags, out
+            )
+            fixed: list[str | None] = [None] * (b - a)
+            for i in np.flatnonzero(unstable).tolist():
+                fixed[i] = normalize_exact(chunk[a + i].as_py())
+            yield out, out_offsets, fixed
+
+
+def hash128_slices(data: np.ndarray, offsets: np.ndarray) -> bytes:
+    """xxh3-128 digests (16 big-endian bytes each) of every ``data[offsets[i]:offsets[i+1]]``."""
+    view, bounds = memoryview(data), offsets.tolist()
+    digest = xxhash.xxh3_128_digest
+    return b"".join([digest(view[s:e]) for s, e in zip(bounds[:-1], bounds[1:], strict=True)])
 
 
 def normalized_bytes(texts: pa.Array | pa.ChunkedArray | list[str]) -> tuple[bytes, np.ndarray]:
     """The exact-dedup normal form of each text, as one byte string and int64 offsets."""
-    data, offsets = utf8_buffers(as_text_array(texts))
-    _, space, _ = codepoint_tables()
-    out, out_offsets = _collapse_whitespace(data, offsets, space)
-    return out.tobytes(), out_offsets
+    forms: list[bytes] = []
+    for out, offsets, fixed in normal_form_blocks(texts):
+        bounds = offsets.tolist()
+        forms += [
+            out[s:e].tobytes() if ref is None else ref.encode()
+            for s, e, ref in zip(bounds[:-1], bounds[1:], fixed, strict=True)
+        ]
+    return b"".join(forms), np.cumsum([0] + [len(f) for f in forms], dtype=np.int64)
 
 
 def exact_hash128(texts: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
     """xxh3-128 of each text's normal form, as uint64 (hi, lo) pairs of shape [n, 2]."""
-    blob, offsets = normalized_bytes(texts)
-    view = memoryview(blob)
-    bounds = offsets.tolist()
-    out = np.empty((len(bounds) - 1, 2), dtype=np.uint64)
-    digest = xxhash.xxh3_128_digest
-    raw = b"".join(digest(view[s:e]) for s, e in zip(bounds[:-1], bounds[1:], strict=True))
-    out[:] = np.frombuffer(raw, dtype=">u8").reshape(-1, 2)
-    return out
+    digests = []
+    for out, offsets, fixed in normal_form_blocks(texts):
+        block = hash128_slices(out, offsets)
+        if any(ref is not None for ref in fixed):
+            parts = [block[16 * i : 16 * i + 16] for i in range(len(fixed))]
+            for i, ref in enumerate(fixed):
+                if ref is not None:
+                    parts[i] = xxhash.xxh3_128_digest(ref.encode())
+            block = b"".join(parts)
+        digests.append(block)
+    return np.frombuffer(b"".join(digests), dtype=">u8").reshape(-1, 2).astype(np.uint64)

@@ -68,10 +68,12 @@ def as_text_array(texts: pa.Array | pa.ChunkedArray | list[str]) -> pa.LargeStri
     return arr
 
 
-def utf8_buffers(arr: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-copy (bytes as uint8, int64 offsets of len(arr) + 1) of a large_string array."""
+def utf8_buffers(arr: pa.StringArray | pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes as uint8, int64 offsets of len(arr) + 1) of a string array; the bytes uncopied."""
     _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=width)[arr.offset : arr.offset + len(arr) + 1]
+    offsets = offsets.astype(np.int64, copy=False)
     data = (
         np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     )
