@@ -113,7 +113,8 @@ def test_chromium_renders_the_asset_graph(webserver: str) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{webserver}/asset-groups/curation", timeout=120_000)
+            # the asset's lineage graph: raw_documents and its downstream neighbours
+            page.goto(f"{webserver}/assets/raw_documents?view=lineage", timeout=120_000)
             page.get_by_text("raw_documents").first.wait_for(timeout=120_000)
             skip = page.get_by_role("button", name="Skip")  # first-visit newsletter dialog
             try:
@@ -121,9 +122,10 @@ def test_chromium_renders_the_asset_graph(webserver: str) -> None:
                 skip.first.click()
             except PlaywrightTimeout:
                 pass
-            # the sidebar lists it; the graph canvas draws it as a node with its partitions
+            # the graph canvas draws it as a node with its partitions, next to its children
             page.locator('[data-tooltip="raw_documents"]').first.wait_for(timeout=60_000)
             page.get_by_text("6 partitions").first.wait_for(timeout=60_000)
+            page.get_by_text("document_fingerprints").first.wait_for(timeout=60_000)
             page.screenshot(path=str(SCREENSHOTS / "asset_graph.png"), full_page=True)
             assert "raw_documents" in page.content()
         finally:
