@@ -101,7 +101,7 @@ def quality_metrics(text: str, words: list[str]) -> dict[str, float | None]:
         "bullet_lines_fraction": sum(ln.lstrip().startswith(BULLETS) for ln in lines) / len(lines),
         "ellipsis_lines_fraction": sum(ln.rstrip().endswith(ELLIPSES) for ln in lines) / len(lines),
         "alpha_words_fraction": sum(any(c.isalpha() for c in w) for w in words) / n_words,
-        "stop_words": float(len(STOP_WORDS.intersection(w.lower() for w in words))),
+        "stop_words": float(len(STOP_WORDS.intersection(words))),  # case-sensitive, as datatrove
     }
 
 

@@ -108,3 +108,15 @@ def test_duplicate_ngrams_count_non_overlapping_repeats() -> None:
     text = " ".join(words)
     # the first occurrence is unique; the next two (10 words, 20 chars) are duplicates
     assert metrics(text)["dup_5_gram_char_fraction"] == pytest.approx(20 / len(text))
+
+
+def test_stop_words_are_case_sensitive() -> None:
+    # datatrove intersects the raw tokens with the lower-case stop words
+    assert metrics("The cat And the dog")["stop_words"] == 1
+    assert metrics("the cat and the dog")["stop_words"] == 2
+
+
+def test_top_ngram_chars_include_joining_spaces() -> None:
+    text = "red kite red kite blue"
+    # "red kite" (8 chars with its space) occurs twice
+    assert metrics(text)["top_2_gram_char_fraction"] == pytest.approx(16 / len(text))
