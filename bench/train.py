@@ -2,9 +2,11 @@
 
 CPU mode (default without CUDA): the same config, weights, batch, AdamW and fp32 for both
 models; steps alternate between the two so machine load affects both alike; the median
-step time gives tokens/s.
+step time gives tokens/s. ``--compile`` compiles our model only (HF stays eager). Each run
+updates its row, keyed by model/threads/compile, in ``bench/results/train-cpu.json`` and
+``train-cpu.md`` together with the exact command.
 
-    .venv/bin/python bench/train.py --mode cpu [--threads 2] [--compile]
+    .venv/bin/python bench/train.py --mode cpu [--threads 2] [--compile] [--cpu-model tiny]
 
 GPU mode (default with CUDA): d12 in bf16 autocast with ``torch.compile`` and fused AdamW
 at sequence 1024 and 2048, tokens/s and MFU against the detected GPU's bf16 peak.
@@ -16,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +35,7 @@ from llmstack_dagster.core.training.hf_export import hf_config, hf_state_dict
 from llmstack_dagster.core.training.metrics import detect_peak_flops, mfu
 from llmstack_dagster.core.training.optim import build_optimizer
 
+RESULTS = Path(__file__).resolve().parent / "results"
 CPU_MODELS = {
     "small": dict(
         vocab_size=8192,
@@ -107,14 +113,42 @@ def bench_cpu(args: argparse.Namespace) -> dict:
     result = {name: args.batch * args.seq / t for name, t in per_step.items()}
     return {
         "mode": "cpu",
+        "command": shlex.join([".venv/bin/python", "bench/train.py", *sys.argv[1:]]),
+        "torch": torch.__version__,
         "threads": args.threads,
         "compile": args.compile,
         "model": args.cpu_model,
         "batch": args.batch,
         "seq": args.seq,
+        "steps": args.steps,
+        "step_ms": {name: 1e3 * t for name, t in per_step.items()},
         "tokens_per_s": result,
         "speedup": result["ours"] / result["hf"],
     }
+
+
+def write_cpu_results(row: dict, out: Path) -> None:
+    """Merge ``row`` into ``train-cpu.json`` (keyed by config) and rewrite ``train-cpu.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "train-cpu.json"
+    rows = json.loads(path.read_text()) if path.exists() else {}
+    key = f"{row['model']}-t{row['threads']}-{'compiled' if row['compile'] else 'eager'}"
+    rows[key] = row
+    path.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    lines = [
+        "CPU training step, ours vs HF `LlamaForCausalLM` (same config, weights, batch, AdamW,"
+        " fp32; steps alternate; medians). `compiled` compiles ours only.",
+        "",
+        "| config | batch x seq | ours tok/s | HF tok/s | speedup | command |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(rows.items()):
+        tps = r["tokens_per_s"]
+        lines.append(
+            f"| {name} | {r['batch']} x {r['seq']} | {tps['ours']:.0f} | {tps['hf']:.0f}"
+            f" | {r['speedup']:.2f}x | `{r['command']}` |"
+        )
+    (out / "train-cpu.md").write_text("\n".join(lines) + "\n")
 
 
 def bench_gpu(args: argparse.Namespace) -> list[dict]:
@@ -162,11 +196,15 @@ def main() -> None:
     parser.add_argument("--cpu-model", choices=sorted(CPU_MODELS), default="small")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="CPU mode results folder")
     args = parser.parse_args()
     if args.mode == "cpu":
         args.compile = bool(args.compile)
         args.batch = args.batch or 4
-        print(json.dumps(bench_cpu(args), indent=2))
+        row = bench_cpu(args)
+        write_cpu_results(row, args.out)
+        print(json.dumps(row, indent=2))
+        print(f"command: {row['command']}")
     else:
         args.compile = True if args.compile is None else args.compile
         args.batch = args.batch or 16

@@ -3,7 +3,8 @@
 Pre-norm RMSNorm blocks with grouped-query attention through
 ``torch.nn.functional.scaled_dot_product_attention``, RoPE, a SwiGLU MLP and no biases.
 Q/K/V and the MLP's gate/up projections are fused into one matmul each; the Hugging Face
-export splits them again (see ``core/training/hf_export.py``).
+export splits them again (see ``core/training/hf_export.py``). The training loss fuses the
+output head with the cross-entropy (``core/models/loss.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmstack_dagster.core.models.config import ModelConfig
+from llmstack_dagster.core.models.loss import linear_cross_entropy
 from llmstack_dagster.core.models.rope import apply_rope, rope_tables
 
 
@@ -108,7 +110,11 @@ class LlamaLM(nn.Module):
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"
     ) -> torch.Tensor:
-        """Logits (B, T, V) without targets; else the cross-entropy (mean, or per token)."""
+        """Logits (B, T, V) without targets; else the cross-entropy (mean, or per token).
+
+        A mean loss under autograd goes through ``linear_cross_entropy``, which never keeps the
+        full-vocabulary logits.
+        """
         seq = idx.shape[1]
         if seq > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {seq} tokens exceeds max_seq_len")
@@ -116,7 +122,10 @@ class LlamaLM(nn.Module):
         x = self.embed_tokens(idx)
         for block in self.layers:
             x = block(x, cos, sin)
-        logits = self.lm_head(self.norm(x))
+        x = self.norm(x)
+        if targets is not None and reduction == "mean" and torch.is_grad_enabled():
+            return linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten())
+        logits = self.lm_head(x)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)

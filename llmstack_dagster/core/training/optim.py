@@ -11,14 +11,14 @@ from llmstack_dagster.core.training.config import OptimConfig
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with decay on matrices only (not norms); the fused kernel on CUDA."""
+    """AdamW with decay on matrices only (not norms); the fused kernel on CUDA and CPU."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    fused = device.type == "cuda"
+    fused = device.type in ("cuda", "cpu")
     return torch.optim.AdamW(
         groups,
         lr=cfg.lr,

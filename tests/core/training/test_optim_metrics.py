@@ -35,7 +35,7 @@ def test_weight_decay_only_on_matrices() -> None:
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and all(p.dim() == 2 for p in decay["params"])
     assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
-    assert not decay["fused"]
+    assert decay["fused"] and no_decay["fused"]
 
 
 def test_mfu_and_gpu_peaks() -> None:
