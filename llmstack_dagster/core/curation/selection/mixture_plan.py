@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from llmstack_dagster.core.curation.selection.alpha import AlphaConfig, alpha_probabilities
+from llmstack_dagster.core.curation.selection.alpha import AlphaConfig, capped_alpha_allocation
 from llmstack_dagster.core.curation.selection.attribute_buckets import AttributeBucketConfig
 from llmstack_dagster.core.curation.selection.temporal import TemporalConfig
 from llmstack_dagster.core.curation.selection.token_estimate import TokenEstimatorConfig
@@ -32,7 +32,9 @@ class MixtureConfig(BaseModel):
     code_share: float | None = Field(
         None, ge=0.0, le=1.0, description="budget share of code; None = its natural share"
     )
-    max_epochs: float = Field(1.0, gt=0.0, description="UniMax N (seed: 1 epoch optimal)")
+    max_epochs: float = Field(
+        1.0, gt=0.0, description="epoch cap N for every source and language (seed: 1 epoch)"
+    )
     alpha: AlphaConfig = Field(default_factory=AlphaConfig)
     attributes: AttributeBucketConfig = Field(default_factory=AttributeBucketConfig)
     temporal: TemporalConfig = Field(default_factory=TemporalConfig)
@@ -133,10 +135,7 @@ def plan_mixture(
     exponent = config.alpha.exponent()
     sampled: dict[Strategy, dict[str, float]] = {
         "unimax": unimax_allocation(sizes["unimax"], unimax_budget, config.max_epochs),
-        "alpha": {
-            unit: p * alpha_budget
-            for unit, p in alpha_probabilities(sizes["alpha"], exponent).items()
-        },
+        "alpha": capped_alpha_allocation(sizes["alpha"], alpha_budget, exponent, config.max_epochs),
     }
     planned = sum(sum(per_unit.values()) for per_unit in sampled.values())
 

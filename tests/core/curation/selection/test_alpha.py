@@ -1,6 +1,10 @@
 import pytest
 
-from llmstack_dagster.core.curation.selection.alpha import AlphaConfig, alpha_probabilities
+from llmstack_dagster.core.curation.selection.alpha import (
+    AlphaConfig,
+    alpha_probabilities,
+    capped_alpha_allocation,
+)
 
 
 def test_square_by_hand():
@@ -30,3 +34,21 @@ def test_exponent_one_keeps_natural_shares_and_empty_gets_zero():
         {"a": 0.75, "b": 0.25, "c": 0.0}
     )
     assert alpha_probabilities({"a": 0}, 1.3) == {"a": 0.0}
+
+
+def test_capped_allocation_respects_epochs_and_leaves_the_rest_unallocated() -> None:
+    sizes = {"python": 600.0, "c": 300.0, "js": 100.0}
+    probs = alpha_probabilities(sizes, 1.3)
+    # budget under every cap: exactly the alpha shares
+    small = capped_alpha_allocation(sizes, 200.0, 1.3, max_epochs=1.0)
+    assert small == pytest.approx({k: 200.0 * p for k, p in probs.items()})
+    # python's share (~0.66 * 900 = 596) fits; with 950 it would need > 600: it is capped and
+    # the overflow goes to c and js by their probabilities
+    mid = capped_alpha_allocation(sizes, 950.0, 1.3, max_epochs=1.0)
+    assert mid["python"] == pytest.approx(600.0)
+    assert sum(mid.values()) == pytest.approx(950.0)
+    assert mid["c"] / mid["js"] == pytest.approx(probs["c"] / probs["js"])
+    # a budget beyond N x total: everything capped at N epochs, the rest unallocated
+    big = capped_alpha_allocation(sizes, 10_000.0, 1.3, max_epochs=2.0)
+    assert big == pytest.approx({k: 2.0 * v for k, v in sizes.items()})
+    assert capped_alpha_allocation(sizes, 10_000.0, 1.3, None)["python"] > 1200.0

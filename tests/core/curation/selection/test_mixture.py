@@ -56,16 +56,25 @@ def test_repeats_only_above_one_epoch(storage, selected):
     config = MixtureConfig(token_budget=4_000_000, code_share=0.8, shard_rows=1000)
     manifest = materialize_mixture(storage, selected, config)
     epochs = {u["unit"]: u["planned_epochs"] for u in manifest.extra["composition"]}
-    assert epochs["pile"] == pytest.approx(1.0) and epochs["python"] > 1.0
+    assert max(epochs.values()) == pytest.approx(1.0)  # N = 1 caps every unit
+    assert manifest.counts["repeated_rows"] == 0
+    config = config.model_copy(update={"max_epochs": 3.0}, deep=True)
+    manifest = materialize_mixture(storage, selected, config)
+    epochs = {u["unit"]: u["planned_epochs"] for u in manifest.extra["composition"]}
+    assert epochs["python"] > 1.0
     out = _output(storage, manifest).to_pylist()
     repeats = [r for r in out if r["mixture_epoch"] > 1]
-    assert repeats and all("language=" in r["mixture_bucket"] for r in repeats)
+    assert repeats
+
+    def unit(row: dict) -> str:
+        return row["language"] if row["domain"] == "code" else row["source"]
+
+    assert all(epochs[unit(r)] > 1.0 for r in repeats)
     first = repeats[0]
     assert first["id"].endswith(f"#epoch{first['mixture_epoch']}")
     original = json.loads(first["metadata"])["original_id"]
     assert first["id"].startswith(original) and original in {r["id"] for r in out}
-    prose = [r["id"] for r in out if r["domain"] != "code"]
-    assert len(prose) == len(set(prose))
+    assert all(r["mixture_epoch"] == 1 for r in out if epochs[unit(r)] <= 1.0)
     assert manifest.counts["repeated_rows"] == len(repeats)
 
 
