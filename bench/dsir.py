@@ -91,6 +91,9 @@ def run_reference(raw: list[str], target: list[str]) -> tuple[np.ndarray, dict[s
     return weights, {"fit": fitted - start, "weights": done - fitted}
 
 
+RESULTS = Path(__file__).parent / "results"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=10_000)
@@ -112,10 +115,20 @@ def main() -> None:
         f"raw words/s: ours {2 * words / ours_total:,.0f}, reference {2 * words / ref_total:,.0f}"
         " (raw text is featurized twice)"
     )
-    print(
-        f"Spearman {spearmanr(ours, ref).statistic:.6f}, "
-        f"max |diff| {np.max(np.abs(ours - ref)):.2e}"
-    )
+    rho, max_diff = float(spearmanr(ours, ref).statistic), float(np.max(np.abs(ours - ref)))
+    print(f"Spearman {rho:.6f}, max |diff| {max_diff:.2e}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {
+        "docs": len(raw),
+        "words": words,
+        "target_paragraphs": len(target),
+        "ours_s": ours_t,
+        "reference_s": ref_t,
+        "speedup_total": ref_total / ours_total,
+        "spearman": rho,
+        "max_abs_diff": max_diff,
+    }
+    (RESULTS / f"dsir-{len(raw)}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,13 @@ def ours_quality(text: str) -> bool:
     return not failed_rules(metrics, rules + gopher.GopherConfig().quality_rules())
 
 
+def ours_gopher_rules(text: str) -> bool:
+    """Gopher's own quality rules, without the word-count and word-length rules that the
+    pipeline takes from NeMo Curator (whitespace words) rather than from Gopher (spaCy words)."""
+    metrics = gopher.quality_metrics(text, gopher_words(text))
+    return not failed_rules(metrics, gopher.GopherConfig().quality_rules())
+
+
 def ours_repetition(text: str) -> bool:
     metrics = gopher.repetition_metrics(text, gopher_words(text))
     return not failed_rules(metrics, gopher.GopherConfig().repetition_rules())
@@ -103,7 +110,10 @@ def ours_repetition(text: str) -> bool:
 
 def compare_gopher(texts: list[str]) -> dict[str, dict[str, float]]:
     out = {}
+    no_length_rules = GopherQualityFilter(min_doc_words=None, max_doc_words=None,
+                                          min_avg_word_length=None, max_avg_word_length=None)
     pairs = (("quality", ours_quality, GopherQualityFilter()),
+             ("quality_gopher_rules_only", ours_gopher_rules, no_length_rules),
              ("repetition", ours_repetition, GopherRepetitionFilter()))  # fmt: skip
     load_word_tokenizer("en").word_tokenize("warm up spaCy")
     for name, ours, theirs in pairs:
