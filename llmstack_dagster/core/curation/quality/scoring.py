@@ -1,14 +1,16 @@
 """The ``quality_scored`` runner: score every document of a domain, decide keep/drop under a
 preset, write the full scored set, the kept set and drop records.
 
-Pass 1 scores shard by shard into a temporary folder and accumulates bounded histograms; pass 2
+Pass 1 scores shard by shard into ``scores/`` and accumulates bounded histograms; pass 2
 (cheap) applies the preset, which may need a partition-wide quantile (the inverse toxicity
-filter), and writes ``scored/``, ``kept/`` and ``drops/``. Re-deciding with other thresholds
-needs only the ``scored`` shards, never a re-run of the models.
+filter), and writes ``scored/``, ``kept/`` and ``drops/``. ``scores/`` carries a fingerprint of
+everything the scores depend on, so re-materializing with another preset or threshold reuses
+them and never re-runs the models.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import tempfile
@@ -49,6 +51,7 @@ from llmstack_dagster.core.curation.quality.report import ScoreSummary
 from llmstack_dagster.core.curation.quality.rules import Rule
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
+    ShardInfo,
     ShardManifest,
     ShardWriter,
     Storage,
@@ -58,6 +61,7 @@ from llmstack_dagster.core.storage import (
 )
 
 ASSET = "quality_scored"
+SCORES_INDEX = "scores.json"
 STAGE = "quality_scored"
 REASONS_BEYOND_RULES = (*INPUT_ISSUES, "perplexity", "low_quality", "toxicity", "least_toxic")
 
@@ -133,6 +137,42 @@ def _score_pass(
                 writer.write_row({**doc, **scores})
 
 
+def scoring_fingerprint(
+    documents: ShardManifest, reference_lm: ReferenceLM, config: QualityConfig, is_code: bool
+) -> str:
+    """What the scores depend on: the input shards, the reference LM and the models' settings;
+    not the preset or any threshold, which only decide."""
+    payload = {
+        "documents": documents.model_dump(),
+        "reference_lm": reference_lm.model_dump(mode="json"),
+        "models": [config.quality_classifier.model_dump(mode="json"),
+                   config.toxicity.model_dump(mode="json"),
+                   config.domain_classifier.model_dump(mode="json")],
+        "code_marker_lines": config.code.marker_lines,
+        "max_doc_chars": config.max_doc_chars,
+        "is_code": is_code,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cached_scores(
+    storage: Storage, folder: str, fingerprint: str, summary: ScoreSummary
+) -> list[ShardInfo] | None:
+    """The stored score shards of an earlier run with the same fingerprint (rebuilding the
+    histograms from them), or None."""
+    rel = posixpath.join(folder, SCORES_INDEX)
+    if not storage.exists(rel):
+        return None
+    index = storage.read_json(rel)
+    if index.get("fingerprint") != fingerprint:
+        return None
+    shards = [ShardInfo.model_validate(s) for s in index["shards"]]
+    for _, table in iter_shard_tables(storage, shards):
+        for row in table.to_pylist():
+            summary.add(row)
+    return shards
+
+
 def _reason_names(config: QualityConfig) -> list[str]:
     names = [rule.name for rules in config.rules().values() for rule in rules]
     return names + list(REASONS_BEYOND_RULES)
@@ -162,11 +202,21 @@ def score_quality(
     base = partition_dir(ASSET, domain)
     is_code = domain in config.code_domains
     summary = ScoreSummary()
-    pass1 = ShardWriter(storage, posixpath.join(base, "_pass1"), KEPT_SCHEMA)
-    with tempfile.TemporaryDirectory(prefix="quality-") as cache:
-        scorers = load_scorers(storage, reference_lm, config, cache)
-        _score_pass(storage, documents, is_code, scorers, pass1, summary, config.batch_size)
-    pass1_shards = pass1.close()
+    scores_dir = posixpath.join(base, "scores")
+    fingerprint = scoring_fingerprint(documents, reference_lm, config, is_code)
+    pass1_shards = _cached_scores(storage, scores_dir, fingerprint, summary)
+    reused = pass1_shards is not None
+    if pass1_shards is None:
+        storage.rm(scores_dir)
+        pass1 = ShardWriter(storage, scores_dir, KEPT_SCHEMA)
+        with tempfile.TemporaryDirectory(prefix="quality-") as cache:
+            scorers = load_scorers(storage, reference_lm, config, cache)
+            _score_pass(storage, documents, is_code, scorers, pass1, summary, config.batch_size)
+        pass1_shards = pass1.close()
+        index = {"fingerprint": fingerprint, "shards": [s.model_dump() for s in pass1_shards]}
+        storage.write_json(posixpath.join(scores_dir, SCORES_INDEX), index)
+    for folder in ("scored", "kept", "drops"):
+        storage.rm(posixpath.join(base, folder))
 
     least_toxic_below = None
     if preset.drop_least_toxic_fraction:
@@ -195,7 +245,6 @@ def score_quality(
                 per_domain_kept[row["domain"]] += 1
                 kept.write_row(row)
     scored_shards, kept_shards, drop_shards = scored.close(), kept.close(), drops.close()
-    storage.rm(posixpath.join(base, "_pass1"))
 
     png_rel = posixpath.join(base, "perplexity_histogram.png")
     storage.write_bytes(
@@ -212,6 +261,7 @@ def score_quality(
         counts={"in": total, "kept": n_kept, "dropped": total - n_kept},
         extra={
             "preset": preset.model_dump(),
+            "scores_reused": reused,
             "least_toxic_below": least_toxic_below,
             "scored_shards": [s.model_dump() for s in scored_shards],
             "keep_rate_per_reason": {r: 1 - fails[r] / total for r in _reason_names(config)}

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pytest
 from quality_data import code_texts, halves, web_texts, write_docs
 
 from llmstack_dagster.core.curation.quality.reference_lm import ReferenceLM
@@ -62,3 +63,25 @@ def test_code_partition_uses_code_rules(lm_storage: Storage, reference_lm: Refer
     assert pc.all(pc.equal(table["rule_set"], "code")).as_py()
     assert table["word_count"].null_count == table.num_rows
     assert manifest.rows >= 15  # prose heuristics would have dropped nearly all code
+
+
+def test_another_preset_reuses_the_scores(lm_storage: Storage, reference_lm: ReferenceLM,
+                                          shared_data: Path, monkeypatch) -> None:  # fmt: skip
+    texts = halves(web_texts(shared_data))[1][:20]
+    docs = write_docs(lm_storage, "in_reuse", "web", texts)
+    first = score_quality(lm_storage, docs, "web", reference_lm, QualityConfig())
+    assert first.extra["scores_reused"] is False
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("the models must not run again for a new preset")
+
+    monkeypatch.setattr("llmstack_dagster.core.curation.quality.scoring.load_scorers", no_models)
+    second = score_quality(lm_storage, docs, "web", reference_lm,
+                           QualityConfig(preset="toxicity-identification"))  # fmt: skip
+    assert second.extra["scores_reused"] is True
+    assert second.extra["preset"]["name"] == "toxicity-identification"
+    assert second.counts["in"] == first.counts["in"] == second.rows + second.dropped
+    assert second.extra["distributions"] == first.extra["distributions"]
+    changed = docs.model_copy(update={"counts": {"changed": 1}})
+    with pytest.raises(AssertionError, match="must not run again"):
+        score_quality(lm_storage, changed, "web", reference_lm, QualityConfig())
