@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from dagster import DagsterEventType, DagsterInstance
 
 from llmstack_dagster.core.curation.demo import demo_corpus
 from llmstack_dagster.core.storage import Storage, read_manifest
@@ -71,3 +72,14 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
     ]
     losses = [r["val/loss"] for r in val if "val/loss" in r]
     assert len(losses) >= 2 and losses[-1] < losses[0]
+    # every asset check of every run passed: 2 per raw partition, 3 per dedup partition,
+    # 1 per quality partition, and the global no-exact-duplicate check
+    with DagsterInstance.from_config(str(home)) as instance:
+        evaluations = [
+            record.dagster_event.event_specific_data
+            for run in instance.get_runs()
+            for record in instance.all_logs(
+                run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        ]  # fmt: skip
+    assert len(evaluations) == 6 * (2 + 3 + 1) + 1
+    assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
