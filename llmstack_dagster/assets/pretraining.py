@@ -14,7 +14,7 @@ import yaml
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from llmstack_dagster.assets.common import markdown_table, png_markdown
-from llmstack_dagster.core.storage import Storage, read_manifest
+from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 from llmstack_dagster.core.training.config import EvalConfig, OptimConfig, TrainConfig
 from llmstack_dagster.core.training.token_shards import (
     TokenShardConfig,
@@ -38,8 +38,6 @@ TOKENIZER_REL = posixpath.join("tokenizer", TOKENIZER_FILE)
 
 def mixture_texts(store: Storage):
     """Every text of the sampled mixture, streamed shard by shard."""
-    from llmstack_dagster.core.storage import iter_shard_tables
-
     mixture = read_manifest(store, "sampled_mixture", None)
     for _, table in iter_shard_tables(store, mixture.shards, columns=["text"]):
         yield from table.column("text").to_pylist()
