@@ -47,14 +47,7 @@ class DedupAssetConfig(Config):
     seed: int = 42
 
     def core(self) -> DedupConfig:
-        return DedupConfig(
-            shingle=self.shingle,
-            ngram=self.ngram,
-            num_bands=self.num_bands,
-            rows_per_band=self.rows_per_band,
-            threshold=self.threshold,
-            seed=self.seed,
-        )
+        return DedupConfig.model_validate(self.model_dump())
 
 
 @asset(

@@ -40,14 +40,7 @@ class DSIRAssetConfig(Config):
     seed: int = 0
 
     def core(self) -> DSIRConfig:
-        return DSIRConfig(
-            keep_fraction=self.keep_fraction,
-            num_buckets=self.num_buckets,
-            ngrams=self.ngrams,
-            target_domains=self.target_domains,
-            min_example_length=self.min_example_length,
-            seed=self.seed,
-        )
+        return DSIRConfig.model_validate(self.model_dump())
 
 
 @asset(
