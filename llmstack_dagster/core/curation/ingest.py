@@ -64,6 +64,8 @@ class _SourceIngest:
         self.filter = getattr(source, "filter", None)
         self.seen_ids: set[bytes] = set()
         self.counts: Counter[str] = Counter()
+        # top-level fields moved into the schema; nested ones stay in metadata with their parent
+        self.mapped_keys = {p for p in self._mapped_paths() if "." not in p}
 
     def quarantine(
         self,
@@ -155,8 +157,7 @@ class _SourceIngest:
                 sample=text,
                 doc_id=doc_id,
             )
-        mapped = {p.split(".")[0] for p in self._mapped_paths() if "." not in p}
-        metadata = {k: v for k, v in record.items() if k not in mapped}
+        metadata = {k: v for k, v in record.items() if k not in self.mapped_keys}
         metadata["provenance"] = {
             "source": self.source.name,
             "kind": self.source.kind,
