@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import yaml
 from dagster import MetadataValue, StaticPartitionsDefinition
 
 from llmstack_dagster.core.curation.demo import load_corpus
 from llmstack_dagster.core.storage import ShardManifest, Storage
 
 CURATION_GROUP = "curation"
+TOKENIZER_REL = "tokenizer/tokenizer.json"  # where the tokenizer asset stores its file
 
 # Partitions come from the configured corpus (LLMSTACK_CORPUS_CONFIG) or the demo's domains.
 domain_partitions = StaticPartitionsDefinition(sorted(load_corpus().domains))
@@ -29,6 +31,14 @@ def markdown_table(rows: list[dict[str, Any]], max_cell: int = 120) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(r.get(h)) for h in headers) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def yaml_overrides(path: str) -> dict[str, Any]:
+    """The mapping in a YAML config file, or {} when no file is given."""
+    if not path:
+        return {}
+    with open(path) as handle:
+        return yaml.safe_load(handle) or {}
 
 
 def png_markdown(png: bytes, title: str) -> str:

@@ -10,10 +10,14 @@ import posixpath
 import tempfile
 from pathlib import Path
 
-import yaml
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
-from llmstack_dagster.assets.common import markdown_table, png_markdown
+from llmstack_dagster.assets.common import (
+    TOKENIZER_REL,
+    markdown_table,
+    png_markdown,
+    yaml_overrides,
+)
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 from llmstack_dagster.core.training.config import EvalConfig, OptimConfig, TrainConfig
 from llmstack_dagster.core.training.token_shards import (
@@ -33,7 +37,6 @@ from llmstack_dagster.resources.storage import StorageResource
 from llmstack_dagster.resources.training import TrainingResource
 
 TRAINING_GROUP = "training"
-TOKENIZER_REL = posixpath.join("tokenizer", TOKENIZER_FILE)
 
 
 def mixture_texts(store: Storage):
@@ -156,10 +159,7 @@ class PretrainAssetConfig(Config):
     work_dir: str = ""
 
     def train_config(self, data_dir: str, out_dir: str) -> TrainConfig:
-        base = {}
-        if self.config_path:
-            with open(self.config_path) as handle:
-                base = yaml.safe_load(handle) or {}
+        base = yaml_overrides(self.config_path)
         fields = {
             "preset": self.preset,
             "seq_len": self.seq_len,

@@ -2,7 +2,6 @@
 
 from datetime import datetime
 
-import yaml
 from dagster import (
     AllPartitionMapping,
     AssetDep,
@@ -15,10 +14,12 @@ from dagster import (
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
+    TOKENIZER_REL,
     domain_partitions,
     markdown_table,
     png_markdown,
     shard_metadata,
+    yaml_overrides,
 )
 from llmstack_dagster.core.curation.selection.alpha import AlphaConfig
 from llmstack_dagster.core.curation.selection.dsir import DSIRConfig, fit_dsir_target, select_dsir
@@ -87,11 +88,7 @@ class MixtureAssetConfig(Config):
     profile_path: str = ""
 
     def core(self) -> MixtureConfig:
-        base = {}
-        if self.profile_path:
-            with open(self.profile_path) as handle:
-                base = yaml.safe_load(handle) or {}
-        config = MixtureConfig.model_validate(base)
+        config = MixtureConfig.model_validate(yaml_overrides(self.profile_path))
         return config.model_copy(
             update={
                 "token_budget": self.token_budget,
@@ -117,12 +114,11 @@ def _date(value: str | None) -> datetime | None:
 def _token_counter(store):
     """Token counts from the pipeline's tokenizer once one was trained (a previous
     materialization of ``tokenizer``); None falls back to the documented estimator."""
-    rel = "tokenizer/tokenizer.json"
-    if not store.exists(rel):
+    if not store.exists(TOKENIZER_REL):
         return None
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_str(store.read_bytes(rel).decode("utf-8"))
+    tokenizer = Tokenizer.from_str(store.read_bytes(TOKENIZER_REL).decode("utf-8"))
 
     def pipeline_tokenizer(texts: list[str]) -> list[int]:
         return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
