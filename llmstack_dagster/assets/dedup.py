@@ -7,6 +7,7 @@ oldest copy) -> ``deduplicated_documents`` (per domain, the removal list applied
 from collections.abc import Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
     AllPartitionMapping,
@@ -145,15 +146,18 @@ def duplicate_clusters(
 
 def _surviving_exact_duplicates(store: Storage, fingerprints: dict, clusters) -> int:
     """Exact-hash groups that still have more than one document after the removal list."""
-    removed = set()
-    for _, table in iter_shard_tables(store, clusters.shards, columns=["id"]):
-        removed.update(table["id"].to_pylist())
+    removed = pa.concat_arrays(
+        [t["id"].combine_chunks() for _, t in iter_shard_tables(store, clusters.shards, ["id"])]
+        or [pa.array([], pa.string())]
+    )
     keys = []
     for manifest in fingerprints.values():
         for _, table in iter_shard_tables(
             store, manifest.shards, columns=["id", "hash_hi", "hash_lo"]
         ):
-            alive = ~np.isin(np.asarray(table["id"].to_pylist(), dtype=object), list(removed))
+            alive = pc.invert(pc.is_in(table["id"], value_set=removed)).to_numpy(
+                zero_copy_only=False
+            )
             pairs = np.stack([table["hash_hi"].to_numpy(), table["hash_lo"].to_numpy()], 1)
             keys.append(pairs[alive])
     if not keys:
