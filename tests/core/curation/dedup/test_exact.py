@@ -82,3 +82,32 @@ def test_arrow_inputs_string_large_string_sliced_chunked() -> None:
         assert (exact_hash128(given) == expected).all()
     assert (exact_hash128(small.slice(33, 50)) == expected[33:83]).all()
     assert exact_hash128([]).shape == (0, 2)
+
+
+def _long_texts(n: int, seed: int) -> list[str]:
+    """Prose-like texts: long runs of single-spaced words, a rare other piece every ~40 words."""
+    rng = np.random.default_rng(seed)
+    words = ["a", "to", "the", "word", "plain", "longerword", "x.", "(1)"]
+    texts = []
+    for _ in range(n):
+        parts = []
+        for _ in range(int(rng.integers(20, 400))):
+            parts.append(words[int(rng.integers(len(words)))])
+            rare = ALPHABET[int(rng.integers(len(ALPHABET)))]
+            parts.append(rare if rng.random() < 0.025 else " ")
+        texts.append("".join(parts))
+    return texts
+
+
+@pytest.mark.parametrize("block_bytes", [512, 1 << 20])
+def test_long_plain_runs_match_reference_at_every_offset(monkeypatch, block_bytes: int) -> None:
+    """Runs of plain words copied whole end exactly where a text or a plain word ends."""
+    monkeypatch.setattr(exact, "BLOCK_BYTES", block_bytes)
+    texts = _long_texts(300, seed=3)
+    expected = _reference_hashes(texts)
+    for shift in range(8):  # a first text of `shift` bytes moves all others against the words
+        hashes = exact_hash128(["y" * shift, *texts])
+        assert (hashes[1:] == expected).all()
+    blob, offsets = normalized_bytes(texts)
+    got = [blob[s:e].decode() for s, e in zip(offsets[:-1], offsets[1:], strict=True)]
+    assert got == [normalize_exact(t) for t in texts]
