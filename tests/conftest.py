@@ -11,6 +11,8 @@ from llmstack_dagster.core.storage import Storage
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
 
+pytest_plugins = ["support.training_data"]
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import FakeModal
+from support.fake_modal import FakeModal
 
 from llmstack_dagster.cli import main
 

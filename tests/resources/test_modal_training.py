@@ -5,8 +5,9 @@ from pathlib import Path
 import dagster as dg
 import modal
 import pytest
-from conftest import FakeModal, tiny_train_config
 from modal.exception import FunctionTimeoutError
+from support.fake_modal import FakeModal
+from support.training import resource_train_config
 
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
 from llmstack_dagster.core.training.config import TrainConfig
@@ -23,7 +24,7 @@ def materialize_tiny(resource: TrainingResource, data: Path, out_dir: Path, inst
     def tiny_pretrained(context: dg.AssetExecutionContext, training: TrainingResource):
         outcome = training.run_training(
             context,
-            config=TrainConfig.model_validate(tiny_train_config(max_steps=50)),
+            config=TrainConfig.model_validate(resource_train_config(max_steps=50)),
             data_dir=str(data),
             out_dir=str(out_dir),
         )
@@ -115,7 +116,7 @@ def test_interrupt_while_polling_cancels_the_call(
     with pytest.raises(error):
         resource.run_training(
             context,
-            config=TrainConfig.model_validate(tiny_train_config()),
+            config=TrainConfig.model_validate(resource_train_config()),
             data_dir=str(token_data),
             out_dir=str(tmp_path / "out"),
         )
@@ -130,7 +131,7 @@ def test_modal_timeout_is_resubmitted_then_gives_up(
     with pytest.raises(RuntimeError, match="after 2 resubmits"):
         resource.run_training(
             dg.build_asset_context(instance=instance),
-            config=TrainConfig.model_validate(tiny_train_config()),
+            config=TrainConfig.model_validate(resource_train_config()),
             data_dir=str(token_data),
             out_dir=str(tmp_path / "out"),
         )

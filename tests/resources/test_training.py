@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import tiny_train_config
+from support.training import resource_train_config
 
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
 from llmstack_dagster.core.training.config import TrainConfig
@@ -21,7 +21,7 @@ def test_local_resource_trains_in_a_subprocess(
     def tiny_pretrained(context: dg.AssetExecutionContext, training: TrainingResource):
         outcome = training.run_training(
             context,
-            config=TrainConfig.model_validate(tiny_train_config()),
+            config=TrainConfig.model_validate(resource_train_config()),
             data_dir=str(token_data),
             out_dir=str(out_dir),
         )
@@ -49,7 +49,7 @@ def test_local_resource_trains_in_a_subprocess(
 
 
 def test_cpu_config_never_uses_torchrun() -> None:
-    cfg = TrainConfig.model_validate(tiny_train_config(device="cpu"))
+    cfg = TrainConfig.model_validate(resource_train_config(device="cpu"))
     assert local_nproc(cfg, None) == 1
 
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from run_helpers import clean_env, tiny_config, write_config
+from support.training import clean_env, tiny_config, write_config
 
 from llmstack_dagster.core.training.checkpoint import latest_complete_checkpoint, load_checkpoint
 from llmstack_dagster.core.training.metrics import read_metrics

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
-from run_helpers import entrypoint_cmd, run_entrypoint, tiny_config, write_config
+from support.training import entrypoint_cmd, run_entrypoint, tiny_config, write_config
 
 from llmstack_dagster.core.training.metrics import read_metrics
 from llmstack_dagster.core.training.trainer import SUMMARY_FILE

@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from run_helpers import clean_env, entrypoint_cmd, run_entrypoint, tiny_config, write_config
+from support.training import clean_env, entrypoint_cmd, run_entrypoint, tiny_config, write_config
 
 from llmstack_dagster.core.training.checkpoint import (
     complete_checkpoints,

@@ -1,4 +1,4 @@
-"""Small training configs and subprocess helpers shared by the training tests."""
+"""Small training configs and subprocess helpers shared by the training and resource tests."""
 
 from __future__ import annotations
 
@@ -61,3 +61,12 @@ def run_entrypoint(config_file: Path, timeout: float = 300) -> subprocess.Comple
         timeout=timeout,
         check=True,
     )
+
+
+def resource_train_config(**overrides: Any) -> dict:
+    """:func:`tiny_config` for 4 steps as the dict a training resource is configured with.
+
+    The resource sets the data and output folders; the placeholders only validate.
+    """
+    base = dict(max_steps=4, checkpoint_every=2, export_hf=True)
+    return tiny_config(Path("unset"), Path("unset"), **(base | overrides)).model_dump()

@@ -1,4 +1,7 @@
-"""Shared training fixtures: a small real corpus, its tokenizer and its token shards."""
+"""Training fixtures for the training and resource tests (a plugin of ``tests/conftest.py``).
+
+A small real corpus (news, code, Hamlet), its tokenizer and its token shards, built once.
+"""
 
 from __future__ import annotations
 
