@@ -155,6 +155,26 @@ def _plain_run_end(unplain: np.ndarray, k: int, last: int) -> int:
     return last
 
 
+@numba.njit(inline="always", cache=True)
+def _collapse_ascii_word(
+    x: np.uint64, flags: np.ndarray, out: np.ndarray, w: int, after_space: bool
+) -> tuple[int, bool]:
+    """Write the 8 ASCII bytes of ``x`` at ``out[w]`` with whitespace collapsed; new state.
+
+    Branch-free per byte: each is written (whitespace as a space) and kept unless it is a
+    space after a space. A word of spaces after a space writes nothing.
+    """
+    if after_space and x == _SPACES:
+        return w, True
+    for k in range(8):
+        byte = (x >> np.uint64(8 * k)) & np.uint64(0xFF)
+        space = (flags[byte] & SPACE) != 0
+        out[w] = 32 if space else np.uint8(byte)
+        w += not (space and after_space)
+        after_space = space
+    return w, after_space
+
+
 @numba.njit(cache=True)
 def _collapse_whitespace(
     data: np.ndarray,
@@ -193,6 +213,11 @@ def _collapse_whitespace(
                     after_space = data[i - 1] == 32
                 if i == end:
                     break
+                if i + 8 <= end and (words[(i - shift) >> 3] & _HIGH) == 0:  # ASCII, to fix
+                    x = words[(i - shift) >> 3]
+                    w, after_space = _collapse_ascii_word(x, flags, out, w, after_space)
+                    i += 8
+                    continue
             byte = data[i]
             if byte < 0x80:  # ASCII, branch-free: write it (a space as 32), keep unless 2nd space
                 space = (flags[byte] & SPACE) != 0
