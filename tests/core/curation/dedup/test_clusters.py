@@ -1,4 +1,7 @@
-from llmstack_dagster.core.curation.dedup.clusters import _size_bin
+import numpy as np
+import pytest
+
+from llmstack_dagster.core.curation.dedup.clusters import _size_bin, exact_duplicate_edges
 
 
 def _bounds(label: str) -> tuple[int, int]:
@@ -16,3 +19,24 @@ def test_size_bins_do_not_overlap_and_contain_their_sizes() -> None:
         assert low <= size <= high
     for (_, high), (low, _) in zip(ranges[:-1], ranges[1:], strict=True):
         assert high < low
+
+
+def _edges_by_brute_force(hi: np.ndarray, lo: np.ndarray, rank: np.ndarray) -> set[tuple]:
+    edges = set()
+    for key in set(zip(hi.tolist(), lo.tolist(), strict=True)):
+        group = [i for i in range(len(hi)) if (hi[i], lo[i]) == key]
+        kept = min(group, key=lambda i: rank[i])
+        edges |= {(kept, i) for i in group if i != kept}
+    return edges
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 500])
+def test_exact_edges_link_every_copy_to_the_oldest_of_its_group(n: int) -> None:
+    rng = np.random.default_rng(n)
+    hi = rng.integers(0, 40, n).astype(np.uint64)  # many high-half ties ...
+    lo = rng.integers(0, 3, n).astype(np.uint64)  # ... some of them with other low halves
+    rank = rng.permutation(n)
+    edges = exact_duplicate_edges(hi, lo, rank)
+    assert edges.dtype == np.int64 and edges.shape[1] == 2
+    assert len(edges) == len({tuple(e) for e in edges.tolist()})
+    assert {tuple(e) for e in edges.tolist()} == _edges_by_brute_force(hi, lo, rank)
