@@ -7,6 +7,8 @@ import xxhash
 
 from llmstack_dagster.core.curation.dedup import exact
 from llmstack_dagster.core.curation.dedup.exact import (
+    ascii_whitespace_bits,
+    exact_flags,
     exact_hash128,
     nfc_stable_table,
     normalized_bytes,
@@ -111,3 +113,14 @@ def test_long_plain_runs_match_reference_at_every_offset(monkeypatch, block_byte
     blob, offsets = normalized_bytes(texts)
     got = [blob[s:e].decode() for s, e in zip(offsets[:-1], offsets[1:], strict=True)]
     assert got == [normalize_exact(t) for t in texts]
+
+
+def test_word_whitespace_test_agrees_with_str_split_on_every_ascii_byte() -> None:
+    words = np.arange(128, dtype=np.uint8).view(np.uint64)  # 16 words, every byte once
+    marked = [
+        bool((int(ascii_whitespace_bits(word)) >> (8 * k + 7)) & 1)
+        for word in words
+        for k in range(8)
+    ]
+    assert marked == [chr(b).isspace() for b in range(128)]
+    assert marked == [bool(exact_flags()[b] & exact.SPACE) for b in range(128)]
