@@ -1,14 +1,16 @@
 """Exact dedup fingerprints: xxh3-128 of the NFC + whitespace-collapsed UTF-8 bytes.
 
 One compiled pass per block of texts collapses whitespace straight from the Arrow buffer. A
-branch-free map over the block's aligned 8-byte words (which LLVM vectorises) classes each by
-word arithmetic: copied as it is, copied with its newlines or tabs made spaces in place
-(PATCH), or not ASCII / holding whitespace after whitespace (BREAK). The pass copies each run
-of words up to the next BREAK with one ``memcpy`` and rewrites its PATCH words, collapses an
-ASCII BREAK word in one step, and decodes code points only around non-ASCII bytes. The same
-pass flags every text with a code point that NFC might change (see :func:`nfc_stable_table`);
-only those texts go through Python's ``unicodedata`` (:func:`~text.normalize_exact`), so NFC
-costs nothing for the ASCII and already-composed texts that make up nearly all of a corpus.
+branch-free map over the block's aligned 8-byte words (which LLVM vectorises) places every
+word, its whitespace made spaces, in the output buffer at the position it has in the input,
+and marks by word arithmetic each that breaks a run: not ASCII, or whitespace after
+whitespace (bytes to drop). Each text's normal form starts at its own position, so its runs
+of words up to the next mark are already in place until the text first drops a byte, and one
+``memmove`` each after that; a marked ASCII word is collapsed in one step, and code points are
+decoded only around non-ASCII bytes. The same pass flags every text with a code point that
+NFC might change (see :func:`nfc_stable_table`); only those texts go through Python's
+``unicodedata`` (:func:`~text.normalize_exact`), so NFC costs nothing for the ASCII and
+already-composed texts that make up nearly all of a corpus.
 """
 
 from __future__ import annotations
@@ -36,11 +38,7 @@ from llmstack_dagster.core.curation.dedup.text import (
 from llmstack_dagster.core.curation.dedup.utf8 import decode_at
 
 SPACE, NFC_UNSTABLE = 1, 2  # bits of the per-code-point flags the kernel reads
-PATCH, BREAK = 1, 2  # word classes (see _place_and_classify)
-_PATCH_BYTES = np.uint64(0x0101010101010101)
-_BREAK_BYTES = np.uint64(0x0202020202020202)
 _HIGH = np.uint64(0x8080808080808080)
-_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _SPACES = np.uint64(0x2020202020202020)
 _SHIFT7 = np.uint64(7)
 _SHIFT8 = np.uint64(8)
@@ -150,18 +148,17 @@ def _as_spaces(x: np.uint64, space: np.uint64) -> np.uint64:
 
 
 @numba.njit(cache=True)
-def _place_and_classify(words: np.ndarray, placed: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """Place each word, whitespace made spaces, at ``placed[k + 1]``; return its class.
+def _place_and_break(words: np.ndarray, placed: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """Place each word, whitespace made spaces, at ``placed[k + 1]``; mark where runs break.
 
-    Classes, given the byte before the word: :data:`BREAK` (not ASCII, or whitespace after
-    whitespace: bytes to drop), :data:`PATCH` (ASCII holding whitespace other than spaces) or
-    0. They are written into ``scratch[: len(words) + 8]``; the first word and 8 past the end
-    are BREAK (for 8-byte reads). A placed BREAK word is not its normal form. One pure map
-    over the words, which LLVM vectorises: loop indices start at 1 so that numba needs no
-    negative-index wraparound.
+    A word breaks a run when it is not ASCII or holds whitespace after whitespace (bytes to
+    drop), given the byte before it; such a word's placed form is not its normal form. The
+    marks (1 or 0) go to ``scratch[: len(words) + 8]``; the first word and 8 past the end are
+    marked (for 8-byte reads). One pure map over the words, which LLVM vectorises: loop
+    indices start at 1 so that numba needs no negative-index wraparound.
     """
-    classes = scratch[: len(words) + 8]
-    classes[0] = BREAK
+    breaks = scratch[: len(words) + 8]
+    breaks[0] = 1
     if len(words):
         placed[1] = _as_spaces(words[0], ascii_whitespace_bits(words[0]))
     for k in range(1, len(words)):
@@ -169,21 +166,19 @@ def _place_and_classify(words: np.ndarray, placed: np.ndarray, scratch: np.ndarr
         space = ascii_whitespace_bits(x)
         placed[k + 1] = _as_spaces(x, space)
         before = ascii_whitespace_bits(words[k - 1]) >> _SHIFT56
-        breaks = np.uint8(((x & _HIGH) | _drops(space, before)) != 0)
-        patch = np.uint8((space & ((x ^ _SPACES) + _LOW7)) != 0)  # whitespace, not a space
-        classes[k] = (breaks << 1) | (patch & (breaks ^ 1))
-    classes[len(words) :] = BREAK
-    return classes
+        breaks[k] = ((x & _HIGH) | _drops(space, before)) != 0
+    breaks[len(words) :] = 1
+    return breaks
 
 
 @numba.njit(inline="always", cache=True)
-def _run_end(classes: np.ndarray, k: int, last: int) -> int:
-    """The first ``k' >= k`` below ``last`` whose class is BREAK, else ``last``.
+def _run_end(breaks: np.ndarray, k: int, last: int) -> int:
+    """The first ``k' >= k`` below ``last`` marked in ``breaks``, else ``last``.
 
-    Reads eight classes per unaligned load; ``classes`` holds 8 entries past ``last``.
+    Reads eight marks per unaligned load; ``breaks`` holds 8 entries past ``last``.
     """
     while k < last:
-        eight = _load_u64(classes, k) & _BREAK_BYTES
+        eight = _load_u64(breaks, k)
         if eight:
             return min(k + (trailing_zeros(eight) >> 3), last)
         k += 8
@@ -223,8 +218,8 @@ def _collapse_whitespace(
     place at ``out[b - base]`` (``base`` is a word boundary at least 8 bytes before the first
     text), where every word is first placed with its whitespace made spaces; each text's
     normal form starts at its own place. From an ASCII word with nothing to drop, the run of
-    words up to the next BREAK is then already right where it lies, or, once bytes of the
-    text were dropped, moved back over them with one ``memmove``; an ASCII BREAK word is
+    words up to the next marked one is then already right where it lies, or, once bytes of
+    the text were dropped, moved back over them with one ``memmove``; a marked ASCII word is
     collapsed in one step; other bytes are decoded code point by code point. ``out`` is
     8-aligned and holds ``offsets[-1] - offsets[0] + 32`` bytes, ``scratch`` an eighth of
     that. Returns each text's (start, end) in ``out`` and whether it holds a code point that
@@ -236,7 +231,7 @@ def _collapse_whitespace(
     lo = max(((offsets[0] - shift) >> 3) - 1, 0)
     hi = min(max(((offsets[n] - shift) >> 3) + 1, lo), len(words))
     base = shift + 8 * (lo - 1)
-    classes = _place_and_classify(words[lo:hi], out.view(np.uint64), scratch)
+    breaks = _place_and_break(words[lo:hi], out.view(np.uint64), scratch)
     for d in range(n):
         w = offsets[d] - base
         spans[d, 0] = w
@@ -249,7 +244,7 @@ def _collapse_whitespace(
                 x = words[j]
                 space = ascii_whitespace_bits(x)
                 if _drops(space, np.uint64(after_space) << _SHIFT7) == 0:  # a run starts here
-                    run = lo + _run_end(classes, j + 1 - lo, ((end - shift) >> 3) - lo)
+                    run = lo + _run_end(breaks, j + 1 - lo, ((end - shift) >> 3) - lo)
                     if w != i - base:  # behind its place by the bytes dropped so far
                         _move_bytes(out, w, i - base, 8 * (run - j))
                     w += 8 * (run - j)

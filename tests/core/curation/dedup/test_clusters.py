@@ -31,10 +31,17 @@ def _edges_by_brute_force(hi: np.ndarray, lo: np.ndarray, rank: np.ndarray) -> s
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 500])
-def test_exact_edges_link_every_copy_to_the_oldest_of_its_group(n: int) -> None:
+@pytest.mark.parametrize("spread", ["few values", "full range"])
+def test_exact_edges_link_every_copy_to_the_oldest_of_its_group(n: int, spread: str) -> None:
     rng = np.random.default_rng(n)
-    hi = rng.integers(0, 40, n).astype(np.uint64)  # many high-half ties ...
-    lo = rng.integers(0, 3, n).astype(np.uint64)  # ... some of them with other low halves
+    if spread == "few values":  # many high-half ties, some with other low halves
+        hi = rng.integers(0, 40, n).astype(np.uint64)
+        lo = rng.integers(0, 3, n).astype(np.uint64)
+    else:  # real hashes: distinct but for copies; top-bit buckets shared by chance
+        hi = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) << np.uint64(1)
+        lo = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+        copies = rng.integers(0, max(n, 1), n // 5)
+        hi[: len(copies)], lo[: len(copies)] = hi[copies], lo[copies]
     rank = rng.permutation(n)
     edges = exact_duplicate_edges(hi, lo, rank)
     assert edges.dtype == np.int64 and edges.shape[1] == 2
