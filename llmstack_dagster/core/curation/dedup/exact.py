@@ -222,7 +222,7 @@ def _collapse_whitespace(
     the text were dropped, moved back over them with one ``memmove``; a marked ASCII word is
     collapsed in one step; other bytes are decoded code point by code point. ``out`` is
     8-aligned and holds ``offsets[-1] - offsets[0] + 32`` bytes, ``scratch`` an eighth of
-    that. Returns each text's (start, end) in ``out`` and whether it holds a code point that
+    that plus 8. Returns each text's (start, end) in ``out`` and whether it holds a code point that
     NFC might change.
     """
     n = offsets.shape[0] - 1
@@ -311,7 +311,7 @@ def normal_form_blocks(
             cuts.append(max(int(np.searchsorted(offsets, limit, "right")) - 1, cuts[-1] + 1))
         sizes = offsets[cuts[1:]] - offsets[cuts[:-1]] if len(cuts) > 1 else np.zeros(1, np.int64)
         out = np.empty(int(sizes.max()) // 8 * 8 + 32, np.uint8)  # once: no page faults
-        scratch = np.empty(len(out) // 8, np.uint8)
+        scratch = np.empty(len(out) // 8 + 8, np.uint8)  # a mark per word, 8 past the end
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             spans, unstable = _collapse_whitespace(
                 data, words, shift, offsets[a : b + 1], flags, out, scratch
