@@ -1,20 +1,29 @@
-"""Storage under one fsspec root: atomic writes, bounded Parquet shards, manifests.
+"""Storage under one fsspec root: atomic writes, bounded Parquet shards, versioned outputs.
 
 Every path goes through fsspec, so ``./data``, ``s3://bucket/prefix``, ``gs://...`` and
 ``memory://...`` behave the same. Writes go to a temporary name first and are renamed into
-place, so a reader never sees a half-written file. A stage's output is described by a
-:class:`ShardManifest` written last: shards not named by the manifest do not exist for readers.
+place, so a reader never sees a half-written file.
+
+Each materialization of an asset partition writes into a fresh version folder
+(``{asset}/{partition}/v-<utc time>-<random>/``) through :func:`write_version`. Its
+:class:`ShardManifest` is then written to ``{asset}/{partition}/manifest.json`` in one atomic
+step: that file is the partition's pointer, and readers only ever follow it. After the switch
+the folders of older versions (the previous good one, leftovers of killed runs) are removed. A
+run that fails or is killed before the switch leaves the previous version complete and
+readable; its own folder is removed on failure, or swept by the next commit after a kill.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
@@ -26,6 +35,16 @@ from pydantic import BaseModel, Field
 DEFAULT_MAX_SHARD_ROWS = 50_000
 DEFAULT_MAX_SHARD_BYTES = 128 * 1024 * 1024
 MANIFEST_NAME = "manifest.json"
+VERSION_PREFIX = "v-"
+TMP_PREFIX = ".tmp-"
+
+
+class StorageError(RuntimeError):
+    """A storage operation failed; the message names the full path (and the asset, if known)."""
+
+    def __init__(self, message: str, asset: str | None = None) -> None:
+        super().__init__(message)
+        self.asset = asset
 
 
 class Storage:
@@ -54,6 +73,15 @@ class Storage:
         if self.fs.exists(self._abs(rel)):
             self.fs.rm(self._abs(rel), recursive=True)
 
+    def entries(self, rel: str) -> list[str]:
+        """Names of the files and folders directly under ``rel``, sorted."""
+        if not self.fs.exists(self._abs(rel)):
+            return []
+        return sorted(
+            posixpath.basename(p.rstrip("/"))
+            for p in self.fs.ls(self._abs(rel).rstrip("/"), detail=False)
+        )
+
     def list(self, rel: str, suffix: str = "") -> list[str]:
         """Relative paths of the files directly under ``rel``, sorted."""
         if not self.fs.exists(self._abs(rel)):
@@ -71,16 +99,27 @@ class Storage:
         """Open ``rel`` for binary writing; it appears under its name only on success."""
         target = self._abs(rel)
         parent = posixpath.dirname(target)
-        self.fs.makedirs(parent, exist_ok=True)
-        tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(target)}")
+        tmp = posixpath.join(parent, f"{TMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(target)}")
         try:
+            self.fs.makedirs(parent, exist_ok=True)
             with self.fs.open(tmp, "wb") as handle:
                 yield handle
             self.fs.mv(tmp, target)
-        except BaseException:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+        except BaseException as err:
+            self._remove_quietly(tmp)
+            if isinstance(err, OSError):
+                raise StorageError(
+                    f"cannot write {self.url(rel)}: {err.strerror or err}"
+                ) from err
             raise
+
+    def _remove_quietly(self, path: str) -> None:
+        """Best-effort removal (cleanup after a failure must not hide the failure)."""
+        try:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+        except OSError:
+            pass
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         with self.open_atomic(rel) as handle:
@@ -103,15 +142,25 @@ class Storage:
         return self.size(rel)
 
     def read_table(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        local = self.local_path(rel)
+        if local is not None:  # by path: pyarrow's own reader, no Python file object
+            return pq.read_table(local, columns=columns)
         with self.fs.open(self._abs(rel), "rb") as handle:
-            return pq.read_table(handle, columns=columns)
+            # pre_buffer=False: pre-buffering through a Python file object can abort the
+            # process at exit (apache/arrow#34314)
+            return pq.read_table(handle, columns=columns, pre_buffer=False)
 
     def iter_batches(
         self, rel: str, columns: list[str] | None = None, batch_size: int = 8192
     ) -> Iterator[pa.RecordBatch]:
         """Stream a Parquet file batch by batch."""
+        local = self.local_path(rel)
+        if local is not None:
+            yield from pq.ParquetFile(local).iter_batches(batch_size=batch_size, columns=columns)
+            return
         with self.fs.open(self._abs(rel), "rb") as handle:
-            yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_size, columns=columns)
+            parquet = pq.ParquetFile(handle, pre_buffer=False)
+            yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
 
     def download_dir(self, rel: str, dest: str) -> str:
         """Copy the folder ``rel`` to the local folder ``dest``; returns ``dest``."""
@@ -140,6 +189,8 @@ class ShardManifest(BaseModel):
 
     asset: str
     partition: str | None = None
+    version: str | None = None
+    content_version: str | None = None
     shards: list[ShardInfo] = Field(default_factory=list)
     drops: list[ShardInfo] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)
@@ -157,13 +208,36 @@ class ShardManifest(BaseModel):
     def bytes(self) -> int:
         return sum(s.bytes for s in self.shards)
 
+    @property
+    def folder(self) -> str:
+        """The committed version's folder, relative to the storage root."""
+        if self.version is None:
+            raise ValueError(f"manifest of {self.asset!r} {self.partition!r} has no version")
+        return posixpath.join(partition_dir(self.asset, self.partition), self.version)
+
 
 def partition_dir(asset: str, partition: str | None) -> str:
     """The folder of an asset partition under the storage root."""
     return posixpath.join(asset, partition) if partition else asset
 
 
+def content_version(
+    asset: str, code_version: str, config: Any, inputs: Iterable[str | None] = ()
+) -> str:
+    """A hash of what an output depends on: its inputs' versions, its config and code version.
+
+    Later stages carry it (an input's ``content_version`` is one of their inputs), so a
+    checkpoint names the exact data it was trained on.
+    """
+    if isinstance(config, BaseModel):
+        config = config.model_dump(mode="json")
+    payload = {"asset": asset, "code": code_version, "config": config, "inputs": list(inputs)}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def write_manifest(storage: Storage, manifest: ShardManifest) -> str:
+    """Write (switch) a partition's pointer atomically; use :func:`write_version` to commit."""
     rel = posixpath.join(partition_dir(manifest.asset, manifest.partition), MANIFEST_NAME)
     storage.write_json(rel, manifest.model_dump())
     return rel
@@ -177,6 +251,96 @@ def read_manifest(storage: Storage, asset: str, partition: str | None) -> ShardM
             "materialize it first"
         )
     return ShardManifest.model_validate(storage.read_json(rel))
+
+
+def new_version_name() -> str:
+    """``v-<UTC time>-<random>``: versions sort by the time their run started."""
+    return f"{VERSION_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
+class OutputVersion:
+    """The version of one asset partition that a run is writing; see :func:`write_version`."""
+
+    def __init__(
+        self, storage: Storage, asset: str, partition: str | None, content_version: str | None
+    ) -> None:
+        self.storage = storage
+        self.asset = asset
+        self.partition = partition
+        self.content_version = content_version
+        self.name = new_version_name()
+        self.folder = posixpath.join(partition_dir(asset, partition), self.name)
+        self.committed: ShardManifest | None = None
+
+    def path(self, *parts: str) -> str:
+        """A path inside this version's folder, relative to the storage root."""
+        return posixpath.join(self.folder, *parts)
+
+    def commit(self, manifest: ShardManifest) -> ShardManifest:
+        """Switch the partition's pointer to this version, then remove older versions."""
+        if (manifest.asset, manifest.partition) != (self.asset, self.partition):
+            raise ValueError(
+                f"manifest of {manifest.asset!r} {manifest.partition!r} committed to version "
+                f"of {self.asset!r} {self.partition!r}"
+            )
+        outside = [
+            s.path
+            for s in [*manifest.shards, *manifest.drops]
+            if not s.path.startswith(self.folder + "/") or not self.storage.exists(s.path)
+        ]
+        if outside:
+            raise StorageError(
+                f"asset {self.asset!r} partition {self.partition!r}: cannot commit version "
+                f"{self.name}: {len(outside)} listed file(s) missing or outside "
+                f"{self.storage.url(self.folder)}, e.g. {outside[0]}",
+                asset=self.asset,
+            )
+        committed = manifest.model_copy(
+            update={"version": self.name, "content_version": self.content_version}
+        )
+        write_manifest(self.storage, committed)
+        self.committed = committed
+        sweep_partition(self.storage, self.asset, self.partition, self.name)
+        return committed
+
+    def discard(self) -> None:
+        self.storage._remove_quietly(self.storage._abs(self.folder))
+
+
+def sweep_partition(storage: Storage, asset: str, partition: str | None, current: str) -> None:
+    """Remove what no reader can reach: versions older than ``current``, temporary files and
+    anything else in the partition folder but the pointer (e.g. an older, unversioned layout).
+
+    Versions newer than ``current`` belong to runs still in progress and are left alone.
+    """
+    base = partition_dir(asset, partition)
+    for name in storage.entries(base):
+        if name == MANIFEST_NAME or (name.startswith(VERSION_PREFIX) and name >= current):
+            continue
+        storage.rm(posixpath.join(base, name))
+
+
+@contextmanager
+def write_version(
+    storage: Storage, asset: str, partition: str | None, content_version: str | None = None
+) -> Iterator[OutputVersion]:
+    """Write a new version of an asset partition; the body must call ``version.commit``.
+
+    On any failure the new folder is removed, the previous version stays the one readers see,
+    and storage errors are re-raised naming the asset, partition and path.
+    """
+    version = OutputVersion(storage, asset, partition, content_version)
+    try:
+        yield version
+    except BaseException as err:
+        version.discard()
+        if isinstance(err, OSError) or (isinstance(err, StorageError) and err.asset is None):
+            message = f"asset {asset!r} partition {partition!r}: {err}"
+            raise StorageError(message, asset=asset) from err
+        raise
+    if version.committed is None:
+        version.discard()
+        raise RuntimeError(f"asset {asset!r} partition {partition!r}: version not committed")
 
 
 class ShardWriter:

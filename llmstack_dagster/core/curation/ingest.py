@@ -3,195 +3,42 @@
 Every record a source yields ends up either as a document or as a quarantine row with its
 reason, so ``read = written + quarantined`` per source. Records outside a source's filter are
 not part of that source and are counted separately as ``skipped_by_filter``.
+
+The partition is written as a new version (see :mod:`llmstack_dagster.core.storage`): until
+it is committed, readers see the previous one, complete. Duplicate ids are found after the
+shards are written, with memory bounded by one hash bucket (:mod:`.duplicate_ids`); each
+repeated occurrence is taken out of its shard and quarantined as ``duplicate_id``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import posixpath
+import json
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
-from llmstack_dagster.core.curation.readers import RawRecord, read_source
-from llmstack_dagster.core.curation.sources import DomainConfig, SourceBase
-from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_document, make_drop
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llmstack_dagster.core.curation.duplicate_ids import DuplicateRows, find_duplicate_ids
+from llmstack_dagster.core.curation.readers import read_source
+from llmstack_dagster.core.curation.records import STAGE, SourceIngest
+from llmstack_dagster.core.curation.source_versions import source_data_version
+from llmstack_dagster.core.curation.sources import DomainConfig
+from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
     DEFAULT_MAX_SHARD_ROWS,
+    ShardInfo,
     ShardManifest,
     ShardWriter,
     Storage,
-    partition_dir,
-    write_manifest,
+    content_version,
+    write_version,
 )
 
-STAGE = "raw_documents"
+CODE_VERSION = "2"
 SAMPLE_ROWS = 5
-
-
-def get_field(record: dict[str, Any], path: str | None) -> Any:
-    """Value at a dotted path (``metadata.pile_set_name``), or None."""
-    if path is None:
-        return None
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def parse_created(value: Any) -> datetime:
-    """ISO-8601 strings, epoch seconds (or milliseconds) and datetimes, as UTC."""
-    if isinstance(value, datetime):
-        created = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        created = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
-    elif isinstance(value, str) and value.strip():
-        created = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    else:
-        raise ValueError(f"not a timestamp: {value!r}")
-    return created if created.tzinfo else created.replace(tzinfo=UTC)
-
-
-class _SourceIngest:
-    """Turns one source's raw records into documents or quarantine rows."""
-
-    def __init__(self, source: SourceBase, domain: str) -> None:
-        self.source = source
-        self.domain = domain
-        self.fields = getattr(source, "fields", None)
-        self.filter = getattr(source, "filter", None)
-        self.seen_ids: set[bytes] = set()
-        self.counts: Counter[str] = Counter()
-        # top-level fields moved into the schema; nested ones stay in metadata with their parent
-        self.mapped_keys = {p for p in self._mapped_paths() if "." not in p}
-
-    def quarantine(
-        self,
-        raw: RawRecord,
-        reason: str,
-        detail: str | None = None,
-        sample: Any = None,
-        doc_id: str | None = None,
-    ) -> dict[str, Any]:
-        self.counts["quarantined"] += 1
-        self.counts[f"quarantined:{reason}"] += 1
-        return make_drop(
-            stage=STAGE,
-            domain=self.domain,
-            source=self.source.name,
-            id=doc_id,
-            locator=f"{raw.uri}#{raw.locator}",
-            reason=reason,
-            detail=detail if detail is not None else raw.detail,
-            sample=sample if sample is not None else raw.sample,
-        )
-
-    def in_filter(self, raw: RawRecord) -> bool:
-        if self.filter is None or raw.record is None:
-            return True
-        return str(get_field(raw.record, self.filter.field)) in self.filter.values
-
-    def convert(self, raw: RawRecord) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """(document, None) or (None, quarantine row)."""
-        self.counts["read"] += 1
-        if raw.error is not None:
-            return None, self.quarantine(raw, raw.error)
-        record = raw.record or {}
-        fields = self.fields
-        text_path = fields.text if fields else "text"
-        text = get_field(record, text_path)
-        if text is None or not isinstance(text, str):
-            return None, self.quarantine(
-                raw,
-                "missing_text",
-                f"field {text_path!r} is missing or not a string",
-                sample=str(record)[:200],
-            )
-        if not text.strip():
-            return None, self.quarantine(raw, "empty_text", "text is empty or whitespace")
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError as err:
-            return None, self.quarantine(
-                raw, "invalid_utf8", str(err), sample=text.encode("utf-8", "replace")
-            )
-        if size > self.source.max_doc_bytes:
-            return None, self.quarantine(
-                raw,
-                "oversize",
-                f"{size} bytes > max_doc_bytes {self.source.max_doc_bytes}",
-                sample=text,
-            )
-        native_id = get_field(record, fields.id if fields else "id")
-        if native_id is None or native_id == "":
-            native_id = "sha1:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
-        doc_id = f"{self.source.name}/{native_id}"
-        id_key = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=16).digest()
-        if id_key in self.seen_ids:
-            return None, self.quarantine(
-                raw,
-                "duplicate_id",
-                f"id {doc_id!r} seen earlier in this source",
-                sample=text,
-                doc_id=doc_id,
-            )
-        self.seen_ids.add(id_key)
-        created_value = get_field(record, fields.created) if fields and fields.created else None
-        try:
-            if created_value is not None:
-                created = parse_created(created_value)
-            else:
-                created = raw.created or self.source.default_created
-        except (ValueError, OverflowError, OSError) as err:
-            return None, self.quarantine(
-                raw, "invalid_created", str(err), sample=text, doc_id=doc_id
-            )
-        lo, hi = self.source.created_after, self.source.created_before
-        if (lo and created < lo) or (hi and created >= hi):
-            return None, self.quarantine(
-                raw,
-                "outside_date_window",
-                f"created {created.isoformat()} outside [{lo}, {hi})",
-                sample=text,
-                doc_id=doc_id,
-            )
-        metadata = {k: v for k, v in record.items() if k not in self.mapped_keys}
-        metadata["provenance"] = {
-            "source": self.source.name,
-            "kind": self.source.kind,
-            "uri": raw.uri,
-            "locator": raw.locator,
-        }
-        url = get_field(record, fields.url) if fields else record.get("url")
-        language = get_field(record, fields.language) if fields and fields.language else None
-        self.counts["written"] += 1
-        return make_document(
-            id=doc_id,
-            text=text,
-            domain=self.domain,
-            source=self.source.name,
-            created=created,
-            url=str(url) if url else None,
-            language=language or self.source.language,
-            metadata=metadata,
-        ), None
-
-    def _mapped_paths(self) -> list[str]:
-        if self.fields is None:
-            return ["text", "id", "url"]
-        return [
-            p
-            for p in (
-                self.fields.text,
-                self.fields.id,
-                self.fields.created,
-                self.fields.url,
-                self.fields.language,
-            )
-            if p
-        ]
+BALANCE_KEYS = ("read", "written", "quarantined", "skipped_by_filter")
 
 
 def ingest_domain(
@@ -202,69 +49,124 @@ def ingest_domain(
     asset: str = STAGE,
     max_shard_rows: int = DEFAULT_MAX_SHARD_ROWS,
 ) -> ShardManifest:
-    """Ingest every source of ``domain``; rewrites the partition from scratch (idempotent)."""
-    folder = partition_dir(asset, domain)
-    storage.rm(folder)
-    docs = ShardWriter(
-        storage, posixpath.join(folder, "shards"), DOCUMENT_SCHEMA, max_rows=max_shard_rows
+    """Ingest every source of ``domain`` into a new committed version of the partition."""
+    version_id = content_version(
+        asset,
+        CODE_VERSION,
+        {"max_shard_rows": max_shard_rows},
+        [source_data_version(source) for source in config.sources],
     )
-    quarantine = ShardWriter(
-        storage, posixpath.join(folder, "quarantine"), DROP_SCHEMA, max_rows=max_shard_rows
-    )
-    per_source: dict[str, dict[str, int]] = {}
-    reasons: Counter[str] = Counter()
-    created_min: datetime | None = None
-    created_max: datetime | None = None
-    samples: list[dict[str, Any]] = []
-    for source in config.sources:
-        state = _SourceIngest(source, domain)
-        for raw in read_source(source):
-            if not state.in_filter(raw):
-                state.counts["skipped_by_filter"] += 1
-                continue
-            if source.max_docs is not None and state.counts["read"] >= source.max_docs:
-                break
-            doc, drop = state.convert(raw)
-            if drop is not None:
-                quarantine.write_row(drop)
-                reasons[drop["reason"]] += 1
-                continue
-            assert doc is not None
-            docs.write_row(doc)
-            created_min = min(created_min or doc["created"], doc["created"])
-            created_max = max(created_max or doc["created"], doc["created"])
-            if len(samples) < SAMPLE_ROWS:
-                samples.append(
-                    {
-                        "id": doc["id"],
-                        "source": doc["source"],
-                        "created": doc["created"].isoformat(),
-                        "text": doc["text"][:160],
-                    }
+    with write_version(storage, asset, domain, version_id) as version:
+        rows = max_shard_rows
+        docs = ShardWriter(storage, version.path("shards"), DOCUMENT_SCHEMA, max_rows=rows)
+        quarantine = ShardWriter(storage, version.path("quarantine"), DROP_SCHEMA, max_rows=rows)
+        per_source: dict[str, Counter[str]] = {}
+        for source in config.sources:
+            state = SourceIngest(source, domain)
+            for raw in read_source(source):
+                if not state.in_filter(raw):
+                    state.counts["skipped_by_filter"] += 1
+                    continue
+                if source.max_docs is not None and state.counts["read"] >= source.max_docs:
+                    break
+                doc, drop = state.convert(raw)
+                if drop is not None:
+                    quarantine.write_row(drop)
+                else:
+                    docs.write_row(doc)
+            per_source[source.name] = state.counts
+        shards = docs.close()
+        duplicates = find_duplicate_ids(storage, shards)
+        shards = _remove_duplicates(storage, shards, duplicates, quarantine, per_source, domain)
+        drops = quarantine.close()
+        return version.commit(_manifest(storage, asset, domain, shards, drops, per_source))
+
+
+def _remove_duplicates(
+    storage: Storage,
+    shards: list[ShardInfo],
+    duplicates: DuplicateRows,
+    quarantine: ShardWriter,
+    per_source: dict[str, Counter[str]],
+    domain: str,
+) -> list[ShardInfo]:
+    """Rewrite the shards holding repeated ids without them; quarantine each repeat."""
+    out = list(shards)
+    for index in np.unique(duplicates.shard):
+        shard = shards[int(index)]
+        table = storage.read_table(shard.path)
+        rows = duplicates.rows_of(int(index))
+        repeats = table.take(pa.array(rows)).select(["id", "source", "text", "metadata"])
+        for doc in repeats.to_pylist():
+            provenance = json.loads(doc["metadata"]).get("provenance", {})
+            counts = per_source[doc["source"]]
+            counts["written"] -= 1
+            counts["quarantined"] += 1
+            counts["quarantined:duplicate_id"] += 1
+            quarantine.write_row(
+                make_drop(
+                    stage=STAGE,
+                    domain=domain,
+                    source=doc["source"],
+                    id=doc["id"],
+                    locator=f"{provenance.get('uri')}#{provenance.get('locator')}",
+                    reason="duplicate_id",
+                    detail=f"id {doc['id']!r} seen earlier in this source",
+                    sample=doc["text"],
                 )
-        per_source[source.name] = {
-            k: state.counts[k] for k in ("read", "written", "quarantined", "skipped_by_filter")
-        }
-    shards = docs.close()
-    drops = quarantine.close()
-    counts = {
-        "read": sum(s["read"] for s in per_source.values()),
-        "written": sum(s.rows for s in shards),
-        "quarantined": sum(s.rows for s in drops),
-    }
-    manifest = ShardManifest(
+            )
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[rows] = False
+        kept = table.filter(pa.array(keep))
+        size = storage.write_table(shard.path, kept)
+        out[int(index)] = ShardInfo(path=shard.path, rows=kept.num_rows, bytes=size)
+    return out
+
+
+def _manifest(
+    storage: Storage,
+    asset: str,
+    domain: str,
+    shards: list[ShardInfo],
+    drops: list[ShardInfo],
+    per_source: dict[str, Counter[str]],
+) -> ShardManifest:
+    created_min = created_max = None
+    for shard in shards:
+        bounds = pc.min_max(storage.read_table(shard.path, columns=["created"])["created"])
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is not None:
+            created_min = min(created_min or low, low)
+            created_max = max(created_max or high, high)
+    samples: list[dict[str, Any]] = []
+    if shards:
+        head = storage.read_table(shards[0].path, columns=["id", "source", "created", "text"])
+        for doc in head.slice(0, SAMPLE_ROWS).to_pylist():
+            doc.update(created=doc["created"].isoformat(), text=doc["text"][:160])
+            samples.append(doc)
+    reasons: Counter[str] = Counter()
+    for counts in per_source.values():
+        for key, value in counts.items():
+            if key.startswith("quarantined:"):
+                reasons[key.split(":", 1)[1]] += value
+    return ShardManifest(
         asset=asset,
         partition=domain,
         shards=shards,
         drops=drops,
-        counts=counts,
+        counts={
+            "read": sum(c["read"] for c in per_source.values()),
+            "written": sum(s.rows for s in shards),
+            "quarantined": sum(s.rows for s in drops),
+        },
         extra={
-            "per_source": per_source,
+            "per_source": {
+                name: {k: c[k] for k in sorted({*BALANCE_KEYS, *c})}
+                for name, c in per_source.items()
+            },
             "quarantine_reasons": dict(sorted(reasons.items())),
             "created_min": created_min.isoformat() if created_min else None,
             "created_max": created_max.isoformat() if created_max else None,
             "samples": samples,
         },
     )
-    write_manifest(storage, manifest)
-    return manifest

@@ -231,12 +231,14 @@ def test_bad_input_gives_exact_quarantine_counts(storage, tmp_path: Path) -> Non
         "invalid_created": 1,
         "truncated_gzip": 1,
     }
-    assert manifest.extra["per_source"]["bad"] == {
+    bad_counts = manifest.extra["per_source"]["bad"]
+    assert {k: bad_counts[k] for k in ("read", "written", "quarantined", "skipped_by_filter")} == {
         "read": 15,
         "written": 5,
         "quarantined": 10,
         "skipped_by_filter": 0,
     }
+    assert bad_counts["quarantined:duplicate_id"] == 2
     trunc = manifest.extra["per_source"]["trunc"]
     assert trunc["quarantined"] == 1 and 100 < trunc["written"] < 5000
     (cut,) = [d for d in drops if d["reason"] == "truncated_gzip"]
@@ -257,8 +259,11 @@ def test_rematerializing_is_idempotent_and_deterministic(storage, shared_data) -
     second = ingest_domain(storage, "news", config, max_shard_rows=64)
     assert [storage.read_bytes(s.path) for s in second.shards] == tables
     assert read_manifest(storage, "raw_documents", "news") == second
-    assert len(first.shards) == 4 and storage.list("raw_documents/news/shards") == [
+    assert len(first.shards) == 4 and storage.list(f"{second.folder}/shards") == [
         s.path for s in second.shards
     ]
+    assert second.version != first.version
+    assert second.content_version == first.content_version
+    assert storage.entries("raw_documents/news") == ["manifest.json", second.version]
     schema = storage.read_table(second.shards[0].path).schema
     assert schema.equals(DOCUMENT_SCHEMA)
