@@ -60,7 +60,7 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
         assert quality.counts["in"] == dedup.rows
         assert dsir.counts["in"] == quality.rows
     mixture = read_manifest(store, "sampled_mixture", None)
-    assert mixture.rows > 0 and store.exists("sampled_mixture/plan.json")
+    assert mixture.rows > 0 and store.exists(mixture.extra["plan_path"])
     assert store.exists("tokenizer/tokenizer.json")
     summary = json.loads((root / "pretrained_checkpoint" / "summary.json").read_text())
     assert summary["step"] == 20

@@ -218,12 +218,13 @@ def pretrained_checkpoint(
     training: TrainingResource,
 ) -> MaterializeResult:
     store = storage.get()
-    data_dir = store.local_path("tokenized_shards")
+    shards = read_manifest(store, "tokenized_shards", None)
+    data_dir = store.local_path(shards.folder)
     out_rel = "pretrained_checkpoint"
     out_dir = config.work_dir or store.local_path(out_rel)
     with tempfile.TemporaryDirectory() as tmp:
         if data_dir is None:  # remote root: stage the shards locally
-            data_dir = store.download_dir("tokenized_shards", str(Path(tmp) / "data"))
+            data_dir = store.download_dir(shards.folder, str(Path(tmp) / "data"))
         if out_dir is None:
             out_dir = str(Path(tmp) / "out")
         outcome = training.run_training(

@@ -19,8 +19,9 @@ from llmstack_dagster.assets.common import (
     markdown_table,
     shard_metadata,
 )
+from llmstack_dagster.core.curation.duplicate_ids import find_duplicate_ids
 from llmstack_dagster.core.curation.ingest import ingest_domain
-from llmstack_dagster.core.storage import DEFAULT_MAX_SHARD_ROWS, iter_shard_tables
+from llmstack_dagster.core.storage import DEFAULT_MAX_SHARD_ROWS
 from llmstack_dagster.resources.corpus import CorpusResource
 from llmstack_dagster.resources.storage import StorageResource
 
@@ -86,15 +87,10 @@ def raw_documents(
             "quarantined": counts["quarantined"],
         },
     )
-    seen: set[str] = set()
-    duplicates = 0
-    for _, table in iter_shard_tables(store, manifest.shards, columns=["id"]):
-        for doc_id in table.column("id").to_pylist():
-            duplicates += doc_id in seen
-            seen.add(doc_id)
+    duplicates = len(find_duplicate_ids(store, manifest.shards))
     yield AssetCheckResult(
         check_name="unique_ids",
         passed=duplicates == 0,
         severity=AssetCheckSeverity.ERROR,
-        metadata={"documents": len(seen), "duplicate_ids": duplicates},
+        metadata={"documents": manifest.rows, "duplicate_ids": duplicates},
     )

@@ -94,10 +94,10 @@ def tokenizer_file(corpus: tuple[Storage, ShardManifest], tmp_path_factory) -> P
 def token_data(corpus, tokenizer_file) -> Path:
     """Local folder of token shards (index.json, tokenizer.json, train/, val/)."""
     storage, manifest = corpus
-    run_token_shards(
+    shards = run_token_shards(
         storage,
         manifest,
         tokenizer_file,
         TokenShardConfig(val_fraction=0.1, num_workers=0, max_tokens_per_shard=60_000),
     )
-    return Path(storage.local_path("tokenized_shards"))
+    return Path(storage.local_path(shards.folder))

@@ -33,9 +33,9 @@ from llmstack_dagster.core.storage import (
     ShardInfo,
     ShardManifest,
     Storage,
+    content_version,
     iter_shard_tables,
-    partition_dir,
-    write_manifest,
+    write_version,
 )
 from llmstack_dagster.core.training.tokenizer import (
     TOKENIZER_FILE,
@@ -45,6 +45,7 @@ from llmstack_dagster.core.training.tokenizer import (
 )
 
 INDEX_FILE = "index.json"
+CODE_VERSION = "1"
 
 
 class TokenShardConfig(BaseModel):
@@ -202,14 +203,34 @@ def run_token_shards(
     """Tokenize the mixture's document shards into packed train/val token shards.
 
     Streams one Parquet shard at a time; each shard's texts are encoded by ``num_workers``
-    processes in order, so the output is identical for any worker count.
+    processes in order, so the output is identical for any worker count. The shards, the
+    index and a copy of the tokenizer are one version folder (the manifest's ``folder``).
     """
+    mixture_hash = mixture_hash or manifest_hash(inputs)
+    settings = config.model_dump(mode="json", exclude={"num_workers"})
+    inputs_id = [inputs.content_version, tokenizer_hash(tokenizer_path)]
+    version_id = content_version(asset, CODE_VERSION, settings, inputs_id)
+    with write_version(storage, asset, partition, version_id) as version:
+        manifest = _write_token_shards(
+            storage, inputs, tokenizer_path, config, asset, partition, mixture_hash, version.folder
+        )
+        return version.commit(manifest)
+
+
+def _write_token_shards(
+    storage: Storage,
+    inputs: ShardManifest,
+    tokenizer_path: Path,
+    config: TokenShardConfig,
+    asset: str,
+    partition: str | None,
+    mixture_hash: str,
+    base: str,
+) -> ShardManifest:
     tokenizer = load_tokenizer(tokenizer_path)
     eos_id = special_token_ids(tokenizer)["eos"]
     vocab_size = tokenizer.get_vocab_size()
     dtype = token_dtype(vocab_size)
-    base = partition_dir(asset, partition)
-    storage.rm(base)
     train = _SplitWriter(storage, base, "train", "train", None, dtype, config.max_tokens_per_shard)
     val: dict[str, _SplitWriter] = {}
     stats: dict[str, DomainStats] = {}
@@ -282,14 +303,14 @@ def run_token_shards(
         vocab_size=vocab_size,
         eos_id=eos_id,
         tokenizer_hash=tokenizer_hash(tokenizer_path),
-        mixture_hash=mixture_hash or manifest_hash(inputs),
+        mixture_hash=mixture_hash,
         date_min=date_min,
         date_max=date_max,
         shards=[*train.shards, *(s for d in sorted(val) for s in val[d].shards)],
         domains=dict(sorted(stats.items())),
     )
     storage.write_bytes(posixpath.join(base, INDEX_FILE), index.model_dump_json(indent=2).encode())
-    manifest = ShardManifest(
+    return ShardManifest(
         asset=asset,
         partition=partition,
         shards=[
@@ -311,5 +332,3 @@ def run_token_shards(
             "mixture_hash": index.mixture_hash,
         },
     )
-    write_manifest(storage, manifest)
-    return manifest

@@ -57,7 +57,7 @@ def test_parallel_workers_give_identical_output(
     corpus, tokenizer_file, token_data, tmp_path
 ) -> None:
     storage, manifest = corpus
-    run_token_shards(
+    result = run_token_shards(
         storage,
         manifest,
         tokenizer_file,
@@ -66,7 +66,7 @@ def test_parallel_workers_give_identical_output(
         ),
         asset="tokenized_parallel",
     )
-    parallel = Path(storage.local_path("tokenized_parallel"))
+    parallel = Path(storage.local_path(result.folder))
     assert load_token_index(parallel) == load_token_index(token_data)
     for shard in load_token_index(parallel).shards:
         assert (parallel / shard.path).read_bytes() == (token_data / shard.path).read_bytes()

@@ -24,10 +24,12 @@ from llmstack_dagster.core.storage import (
     ShardManifest,
     ShardWriter,
     Storage,
-    write_manifest,
+    content_version,
+    write_version,
 )
 
 ASSET = "duplicate_clusters"
+CODE_VERSION = "1"
 EXACT = "exact_duplicate_of"
 NEAR = "near_duplicate_of"
 INDEX_COLUMNS = ["id", "domain", "created", "hash_hi", "hash_lo", "num_shingles"]
@@ -125,6 +127,17 @@ def find_duplicate_clusters(
     document by ``created`` (ties: smallest id) is kept and every other one is listed with
     reason ``exact_duplicate_of`` (same exact hash as the kept one) or ``near_duplicate_of``.
     """
+    settings = {"signature": config.signature_params(), "threshold": config.threshold,
+                "bucket_all_pairs_max": config.bucket_all_pairs_max}  # fmt: skip
+    inputs = [f"{d}:{m.content_version}" for d, m in sorted(fingerprints.items())]
+    version_id = content_version(ASSET, CODE_VERSION, settings, inputs)
+    with write_version(storage, ASSET, None, version_id) as version:
+        return version.commit(_cluster(storage, fingerprints, config, version.folder))
+
+
+def _cluster(
+    storage: Storage, fingerprints: dict[str, ShardManifest], config: DedupConfig, folder: str
+) -> ShardManifest:
     shards = _ordered_shards(fingerprints, config)
     tables = [storage.read_table(s.path, columns=INDEX_COLUMNS) for s in shards]
     index = pa.concat_tables(tables) if tables else pa.table({c: [] for c in INDEX_COLUMNS})
@@ -149,11 +162,11 @@ def find_duplicate_clusters(
     removals["jaccard"][near] = _agreements(storage, shards, near_pairs, config)
 
     writer = ShardWriter(
-        storage, ASSET, REMOVAL_SCHEMA, prefix="removals", max_rows=config.max_shard_rows
+        storage, folder, REMOVAL_SCHEMA, prefix="removals", max_rows=config.max_shard_rows
     )
     writer.write_table(_removal_table(index, removals))
     stats = _stats(index, removals, sizes, config)
-    manifest = ShardManifest(
+    return ShardManifest(
         asset=ASSET,
         partition=None,
         shards=writer.close(),
@@ -173,8 +186,6 @@ def find_duplicate_clusters(
             "band_memory_bytes": n * (4 * config.rows_per_band + 16),
         },
     )
-    write_manifest(storage, manifest)
-    return manifest
 
 
 def _removals(

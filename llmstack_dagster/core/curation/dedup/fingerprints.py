@@ -17,11 +17,12 @@ from llmstack_dagster.core.storage import (
     ShardInfo,
     ShardManifest,
     Storage,
-    partition_dir,
-    write_manifest,
+    content_version,
+    write_version,
 )
 
 ASSET = "document_fingerprints"
+CODE_VERSION = "1"
 
 
 def band_column(band: int) -> str:
@@ -83,8 +84,18 @@ def compute_fingerprints(
     Streams each shard in batches of ``config.batch_docs``; memory holds one shard's
     fingerprints (about 0.5 KB per document with 112 permutations) and one batch of text.
     """
+    version_id = content_version(
+        ASSET, CODE_VERSION, config.signature_params(), [documents.content_version]
+    )
+    with write_version(storage, ASSET, domain, version_id) as version:
+        manifest = _fingerprint_shards(storage, documents, domain, config, version.folder)
+        return version.commit(manifest)
+
+
+def _fingerprint_shards(
+    storage: Storage, documents: ShardManifest, domain: str, config: DedupConfig, folder: str
+) -> ShardManifest:
     hasher = MinHasher(config)
-    folder = partition_dir(ASSET, domain)
     shards: list[ShardInfo] = []
     total_bytes = empty = 0
     started = time.perf_counter()
@@ -103,7 +114,7 @@ def compute_fingerprints(
         shards.append(ShardInfo(path=rel, rows=table.num_rows, bytes=size))
     seconds = max(time.perf_counter() - started, 1e-9)
     n = sum(s.rows for s in shards)
-    manifest = ShardManifest(
+    return ShardManifest(
         asset=ASSET,
         partition=domain,
         shards=shards,
@@ -115,5 +126,3 @@ def compute_fingerprints(
             "mb_per_s": round(total_bytes / seconds / 1e6, 2),
         },
     )
-    write_manifest(storage, manifest)
-    return manifest

@@ -12,12 +12,13 @@ from llmstack_dagster.core.storage import (
     ShardManifest,
     ShardWriter,
     Storage,
+    content_version,
     iter_shard_tables,
-    partition_dir,
-    write_manifest,
+    write_version,
 )
 
 ASSET = "deduplicated_documents"
+CODE_VERSION = "1"
 REASONS = {EXACT: "exact_duplicate", "near_duplicate_of": "near_duplicate"}
 
 
@@ -41,10 +42,28 @@ def apply_removals(
 
     Memory: this domain's removal rows plus one document shard.
     """
+    version_id = content_version(
+        ASSET,
+        CODE_VERSION,
+        {"max_shard_rows": config.max_shard_rows},
+        [documents.content_version, clusters.content_version],
+    )
+    with write_version(storage, ASSET, domain, version_id) as version:
+        manifest = _apply(storage, documents, clusters, domain, config, version.folder)
+        return version.commit(manifest)
+
+
+def _apply(
+    storage: Storage,
+    documents: ShardManifest,
+    clusters: ShardManifest,
+    domain: str,
+    config: DedupConfig,
+    folder: str,
+) -> ShardManifest:
     removals = domain_removals(storage, clusters, domain)
     details = {row["id"]: row for row in removals.to_pylist()}
     removed_ids = removals["id"]
-    folder = partition_dir(ASSET, domain)
     kept_writer = ShardWriter(storage, folder, DOCUMENT_SCHEMA, max_rows=config.max_shard_rows)
     drop_writer = ShardWriter(storage, folder, DROP_SCHEMA, prefix="drops")
     counts = {"in": 0, "kept": 0, "dropped": 0, "exact_duplicate": 0, "near_duplicate": 0}
@@ -73,7 +92,7 @@ def apply_removals(
                     sample=doc["text"],
                 )
             )
-    manifest = ShardManifest(
+    return ShardManifest(
         asset=ASSET,
         partition=domain,
         shards=kept_writer.close(),
@@ -84,5 +103,3 @@ def apply_removals(
             "listed_not_found": removals.num_rows - counts["dropped"],
         },
     )
-    write_manifest(storage, manifest)
-    return manifest

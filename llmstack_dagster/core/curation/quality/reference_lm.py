@@ -26,9 +26,15 @@ from llmstack_dagster.core.curation.quality.kenlm_tools import (
 from llmstack_dagster.core.curation.quality.normalize import normalized_lines
 from llmstack_dagster.core.curation.quality.perplexity import PerplexityModel
 from llmstack_dagster.core.curation.quality.sampling import Reservoir, iter_texts
-from llmstack_dagster.core.storage import ShardManifest, Storage, write_manifest
+from llmstack_dagster.core.storage import (
+    ShardManifest,
+    Storage,
+    content_version,
+    write_version,
+)
 
 ASSET = "reference_lm"
+CODE_VERSION = "1"
 
 
 class ReferenceLMConfig(BaseModel):
@@ -126,6 +132,19 @@ def train_reference_lm(
     missing = [d for d in config.reference_domains if d not in reference]
     if missing:
         raise ValueError(f"reference domains {missing} have no manifest")
+    inputs = [f"{d}:{reference[d].content_version}" for d in config.reference_domains]
+    version_id = content_version(ASSET, CODE_VERSION, config, [*inputs, web.content_version])
+    with write_version(storage, ASSET, None, version_id) as version:
+        return version.commit(_train(storage, reference, web, config, version.folder))
+
+
+def _train(
+    storage: Storage,
+    reference: dict[str, ShardManifest],
+    web: ShardManifest,
+    config: ReferenceLMConfig,
+    folder: str,
+) -> ShardManifest:
     manifests = [reference[d] for d in config.reference_domains]
     positives = Reservoir(config.reference_sample_docs, config.seed)
     negatives = Reservoir(config.web_sample_docs, config.seed + 1)
@@ -147,7 +166,7 @@ def train_reference_lm(
         )
         build_binary(arpa, binary)
         ngram_counts = arpa_ngram_counts(arpa)
-        kenlm_rel, sp_rel = f"{ASSET}/model.binary", f"{ASSET}/sp.model"
+        kenlm_rel, sp_rel = f"{folder}/model.binary", f"{folder}/sp.model"
         storage.write_bytes(kenlm_rel, binary.read_bytes())
         storage.write_bytes(sp_rel, (work / "sp.model").read_bytes())
         model = PerplexityModel(str(binary), str(work / "sp.model"))
@@ -162,7 +181,7 @@ def train_reference_lm(
     classifier_bytes, classifier_metrics = train_quality_classifier(
         positives.items, negatives.items, config.classifier, config.seed
     )
-    classifier_rel = f"{ASSET}/quality_classifier.joblib"
+    classifier_rel = f"{folder}/quality_classifier.joblib"
     storage.write_bytes(classifier_rel, classifier_bytes)
     result = ReferenceLM(
         kenlm_path=kenlm_rel,
@@ -180,14 +199,12 @@ def train_reference_lm(
         web_perplexity_median=float(np.median(web_pp)) if len(web_pp) else float("nan"),
         classifier_metrics=classifier_metrics,
     )
-    manifest = ShardManifest(
+    return ShardManifest(
         asset=ASSET,
         counts={"reference_docs": docs, "reference_lines": lines,
                 "web_sample_docs": len(negatives.items)},
         extra=result.model_dump(mode="json"),
     )  # fmt: skip
-    write_manifest(storage, manifest)
-    return manifest
 
 
 def reference_lm_of(manifest: ShardManifest) -> ReferenceLM:

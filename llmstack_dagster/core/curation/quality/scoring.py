@@ -55,13 +55,15 @@ from llmstack_dagster.core.storage import (
     ShardManifest,
     ShardWriter,
     Storage,
+    content_version,
     iter_shard_tables,
-    partition_dir,
-    write_manifest,
+    write_version,
 )
 
 ASSET = "quality_scored"
+CODE_VERSION = "1"
 SCORES_INDEX = "scores.json"
+SCORES_CACHE = posixpath.join(ASSET, "_scores")  # per domain; not a partition (names: no "_")
 STAGE = "quality_scored"
 REASONS_BEYOND_RULES = (*INPUT_ISSUES, "perplexity", "low_quality", "toxicity", "least_toxic")
 
@@ -143,8 +145,9 @@ def scoring_fingerprint(
     """What the scores depend on: the input shards, the reference LM and the models' settings;
     not the preset or any threshold, which only decide."""
     payload = {
-        "documents": documents.model_dump(),
-        "reference_lm": reference_lm.model_dump(mode="json"),
+        "documents": documents.content_version or documents.model_dump(),
+        # the model files' paths name their version folder; the rest identifies the models
+        "reference_lm": reference_lm.model_dump(mode="json", exclude=MODEL_PATHS),
         "models": [config.quality_classifier.model_dump(mode="json"),
                    config.toxicity.model_dump(mode="json"),
                    config.domain_classifier.model_dump(mode="json")],
@@ -173,6 +176,9 @@ def _cached_scores(
     return shards
 
 
+MODEL_PATHS = {"kenlm_path", "sp_path", "classifier_path"}
+
+
 def _reason_names(config: QualityConfig) -> list[str]:
     names = [rule.name for rules in config.rules().values() for rule in rules]
     return names + list(REASONS_BEYOND_RULES)
@@ -198,26 +204,38 @@ def score_quality(
     shards, keep rates per reason and per domain, the histogram PNG path and the attribute
     distributions.
     """
-    preset = get_preset(config.preset)
-    base = partition_dir(ASSET, domain)
     is_code = domain in config.code_domains
-    summary = ScoreSummary()
-    scores_dir = posixpath.join(base, "scores")
     fingerprint = scoring_fingerprint(documents, reference_lm, config, is_code)
-    pass1_shards = _cached_scores(storage, scores_dir, fingerprint, summary)
-    reused = pass1_shards is not None
-    if pass1_shards is None:
-        storage.rm(scores_dir)
-        pass1 = ShardWriter(storage, scores_dir, KEPT_SCHEMA)
-        with tempfile.TemporaryDirectory(prefix="quality-") as cache:
-            scorers = load_scorers(storage, reference_lm, config, cache)
-            _score_pass(storage, documents, is_code, scorers, pass1, summary, config.batch_size)
-        pass1_shards = pass1.close()
-        index = {"fingerprint": fingerprint, "shards": [s.model_dump() for s in pass1_shards]}
-        storage.write_json(posixpath.join(scores_dir, SCORES_INDEX), index)
-    for folder in ("scored", "kept", "drops"):
-        storage.rm(posixpath.join(base, folder))
+    decision = {"preset": config.preset, "max_perplexity": config.max_perplexity,
+                "rules": config.model_dump(mode="json", include={"heuristics", "gopher", "code"})}
+    version_id = content_version(ASSET, CODE_VERSION, decision, [fingerprint])  # fmt: skip
+    with write_version(storage, ASSET, domain, version_id) as version:
+        summary = ScoreSummary()
+        scores_dir = posixpath.join(SCORES_CACHE, domain)
+        pass1_shards = _cached_scores(storage, scores_dir, fingerprint, summary)
+        reused = pass1_shards is not None
+        if pass1_shards is None:
+            storage.rm(scores_dir)
+            pass1 = ShardWriter(storage, posixpath.join(scores_dir, fingerprint[:16]), KEPT_SCHEMA)
+            with tempfile.TemporaryDirectory(prefix="quality-") as cache:
+                scorers = load_scorers(storage, reference_lm, config, cache)
+                _score_pass(storage, documents, is_code, scorers, pass1, summary,
+                            config.batch_size)  # fmt: skip
+            pass1_shards = pass1.close()
+            index = {"fingerprint": fingerprint, "shards": [s.model_dump() for s in pass1_shards]}
+            storage.write_json(posixpath.join(scores_dir, SCORES_INDEX), index)
+        manifest = _decide(storage, domain, reference_lm, config, pass1_shards, summary,
+                           version.folder)  # fmt: skip
+        manifest.extra["scores_reused"] = reused
+        return version.commit(manifest)
 
+
+def _decide(
+    storage: Storage, domain: str, reference_lm: ReferenceLM, config: QualityConfig,
+    pass1_shards: list[ShardInfo], summary: ScoreSummary, base: str,
+) -> ShardManifest:  # fmt: skip
+    """Apply the preset to the stored scores: the scored set, the kept set and the drops."""
+    preset = get_preset(config.preset)
     least_toxic_below = None
     if preset.drop_least_toxic_fraction:
         least_toxic_below = summary.toxicity_quantile(preset.drop_least_toxic_fraction)
@@ -253,7 +271,7 @@ def score_quality(
                                config.max_perplexity),
     )  # fmt: skip
     n_kept = sum(s.rows for s in kept_shards)
-    manifest = ShardManifest(
+    return ShardManifest(
         asset=ASSET,
         partition=domain,
         shards=kept_shards,
@@ -261,7 +279,6 @@ def score_quality(
         counts={"in": total, "kept": n_kept, "dropped": total - n_kept},
         extra={
             "preset": preset.model_dump(),
-            "scores_reused": reused,
             "least_toxic_below": least_toxic_below,
             "scored_shards": [s.model_dump() for s in scored_shards],
             "keep_rate_per_reason": {r: 1 - fails[r] / total for r in _reason_names(config)}
@@ -274,5 +291,3 @@ def score_quality(
             "distributions": summary.distributions(),
         },
     )
-    write_manifest(storage, manifest)
-    return manifest

@@ -11,6 +11,7 @@ domain's shards: raw counts, weights (one float per document, the global index),
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import zlib
@@ -32,11 +33,12 @@ from llmstack_dagster.core.storage import (
     ShardManifest,
     ShardWriter,
     Storage,
-    partition_dir,
-    write_manifest,
+    content_version,
+    write_version,
 )
 
 ASSET = "dsir_selected"
+CODE_VERSION = "1"
 WEIGHT_COLUMN = "dsir_log_weight"
 REASON_NOT_SELECTED = "dsir_not_selected"
 REASON_TOO_SHORT = "dsir_too_short"
@@ -181,6 +183,23 @@ def select_dsir(
     reason ``dsir_not_selected`` (or ``dsir_too_short``) and their weight in ``detail``.
     """
     config = config or DSIRConfig()
+    target_hash = hashlib.sha256(np.ascontiguousarray(target_counts).tobytes()).hexdigest()
+    version_id = content_version(
+        ASSET, CODE_VERSION, config, [documents.content_version, target_hash]
+    )
+    with write_version(storage, ASSET, domain, version_id) as version:
+        manifest = _select(storage, documents, domain, target_counts, config, version.folder)
+        return version.commit(manifest)
+
+
+def _select(
+    storage: Storage,
+    documents: ShardManifest,
+    domain: str,
+    target_counts: np.ndarray,
+    config: DSIRConfig,
+    folder: str,
+) -> ShardManifest:
     hasher = config.hasher()
     if len(target_counts) != config.num_buckets:
         raise ValueError(f"target has {len(target_counts)} buckets, config {config.num_buckets}")
@@ -193,7 +212,6 @@ def select_dsir(
     log_weights, lengths = log_importance_weights(texts(), hasher, log_ratio)
     selected, too_short = select_indices(log_weights, lengths, domain, config)
 
-    folder = partition_dir(ASSET, domain)
     ratio_path = posixpath.join(folder, "log_ratio.npy")
     with storage.open_atomic(ratio_path) as handle:
         np.save(handle, log_ratio)
@@ -225,7 +243,7 @@ def select_dsir(
         start = stop
 
     n_selected = int(selected.sum())
-    manifest = ShardManifest(
+    return ShardManifest(
         asset=ASSET,
         partition=domain,
         shards=kept.close(),
@@ -248,5 +266,3 @@ def select_dsir(
             "seed": config.seed,
         },
     )
-    write_manifest(storage, manifest)
-    return manifest

@@ -44,10 +44,12 @@ from llmstack_dagster.core.storage import (
     ShardManifest,
     ShardWriter,
     Storage,
-    write_manifest,
+    content_version,
+    write_version,
 )
 
 ASSET = "sampled_mixture"
+CODE_VERSION = "1"
 BUCKET_COLUMN = "mixture_bucket"
 EPOCH_COLUMN = "mixture_epoch"
 MIXTURE_SCHEMA = pa.schema(
@@ -226,6 +228,22 @@ def materialize_mixture(
     The manifest's ``extra`` holds the plan, the composition tables, Markdown and chart path.
     """
     config = config or MixtureConfig()
+    inputs = [f"{d}:{m.content_version}" for d, m in sorted(selected.items())]
+    settings = {"config": config.model_dump(mode="json"),
+                "tokens": config.tokens.describe(token_counter)}  # fmt: skip
+    version_id = content_version(ASSET, CODE_VERSION, settings, inputs)
+    with write_version(storage, ASSET, None, version_id) as version:
+        manifest = _materialize(storage, selected, config, token_counter, version.folder)
+        return version.commit(manifest)
+
+
+def _materialize(
+    storage: Storage,
+    selected: dict[str, ShardManifest],
+    config: MixtureConfig,
+    token_counter: TokenCounter | None,
+    folder: str,
+) -> ShardManifest:
     shards = _shards(selected)
     index = index_documents(storage, shards, config, token_counter)
     bucket_of = np.concatenate(index.bucket_of) if shards else np.empty(0, np.int32)
@@ -243,13 +261,13 @@ def materialize_mixture(
 
     shuffle = ExternalShuffle(
         storage,
-        posixpath.join(ASSET, "_spill"),
+        posixpath.join(folder, "_spill"),
         MIXTURE_SCHEMA,
         int(copies.sum()),
         config.shard_rows,
         rng,
     )
-    drops = ShardWriter(storage, posixpath.join(ASSET, "drops"), DROP_SCHEMA, prefix="drops")
+    drops = ShardWriter(storage, posixpath.join(folder, "drops"), DROP_SCHEMA, prefix="drops")
     start = 0
     for shard in shards:
         table = storage.read_table(shard.path)
@@ -275,18 +293,18 @@ def materialize_mixture(
             )
         start = stop
     writer = ShardWriter(
-        storage, posixpath.join(ASSET, "data"), MIXTURE_SCHEMA, max_rows=config.shard_rows
+        storage, posixpath.join(folder, "data"), MIXTURE_SCHEMA, max_rows=config.shard_rows
     )
     shuffle.write_to(writer)
 
     realized = np.bincount(bucket_of, weights=tokens * copies, minlength=len(keys))
     unit_rows, bucket_rows = composition_rows(plan, dict(zip(keys, realized, strict=True)))
-    plan_path = posixpath.join(ASSET, "plan.json")
-    chart_path = posixpath.join(ASSET, "composition.png")
+    plan_path = posixpath.join(folder, "plan.json")
+    chart_path = posixpath.join(folder, "composition.png")
     storage.write_json(plan_path, plan.model_dump(mode="json"))
     storage.write_bytes(chart_path, composition_chart_png(unit_rows))
     sampled = copies > 0
-    manifest = ShardManifest(
+    return ShardManifest(
         asset=ASSET,
         shards=writer.close(),
         drops=drops.close(),
@@ -302,8 +320,6 @@ def materialize_mixture(
         extra=_extra(plan, unit_rows, bucket_rows, created[sampled], realized, config)
         | {"plan_path": plan_path, "chart_path": chart_path},
     )
-    write_manifest(storage, manifest)
-    return manifest
 
 
 def _extra(

@@ -46,8 +46,8 @@ def test_realized_composition_within_one_percent(storage, selected):
     assert out.num_rows == manifest.counts["rows"] == manifest.counts["kept"]  # all <= 1 epoch
     assert out.column("id").to_pylist() != sorted(out.column("id").to_pylist())
     assert len(set(out.column("id").to_pylist())) == out.num_rows
-    assert storage.read_bytes("sampled_mixture/composition.png").startswith(b"\x89PNG")
-    plan = storage.read_json("sampled_mixture/plan.json")
+    assert storage.read_bytes(f"{manifest.folder}/composition.png").startswith(b"\x89PNG")
+    plan = storage.read_json(f"{manifest.folder}/plan.json")
     assert plan == manifest.extra["plan"]
     assert read_manifest(storage, "sampled_mixture", None) == manifest
 
