@@ -12,6 +12,7 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from pydantic import Field
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
@@ -21,6 +22,11 @@ from llmstack_dagster.assets.common import (
 )
 from llmstack_dagster.core.curation.duplicate_ids import find_duplicate_ids
 from llmstack_dagster.core.curation.ingest import ingest_domain
+from llmstack_dagster.core.curation.source_health import (
+    DEFAULT_MAX_LOST_SHARE,
+    Severity,
+    source_health,
+)
 from llmstack_dagster.core.storage import DEFAULT_MAX_SHARD_ROWS
 from llmstack_dagster.resources.corpus import CorpusResource
 from llmstack_dagster.resources.storage import StorageResource
@@ -28,6 +34,13 @@ from llmstack_dagster.resources.storage import StorageResource
 
 class RawDocumentsConfig(Config):
     max_shard_rows: int = DEFAULT_MAX_SHARD_ROWS
+    max_lost_share: float = Field(
+        default=DEFAULT_MAX_LOST_SHARE,
+        ge=0,
+        le=1,
+        description="a source whose quarantined (or filtered) share exceeds this fails the "
+        "sources_yield check; a filter's own max_filtered_share overrides it",
+    )
 
 
 @asset(
@@ -44,6 +57,17 @@ class RawDocumentsConfig(Config):
             asset="raw_documents",
             description="every document id in the partition is unique",
         ),
+        AssetCheckSpec(
+            "sources_yield",
+            asset="raw_documents",
+            description="every source wrote documents, and lost at most max_lost_share of its "
+            "records to quarantine or to its filter",
+        ),
+        AssetCheckSpec(
+            "mapped_fields_present",
+            asset="raw_documents",
+            description="every mapped field path (fields.*, filter.field) was found in records",
+        ),
     ],
     description="Documents of one domain, ingested from its configured sources into Parquet "
     "shards with the document schema; undecodable or invalid records go to a quarantine table.",
@@ -56,9 +80,8 @@ def raw_documents(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     domain = context.partition_key
     store = storage.get()
-    manifest = ingest_domain(
-        store, domain, corpus.domain(domain), max_shard_rows=config.max_shard_rows
-    )
+    domain_config = corpus.domain(domain)
+    manifest = ingest_domain(store, domain, domain_config, max_shard_rows=config.max_shard_rows)
     extra = manifest.extra
     context.log.info(f"{domain}: {manifest.counts}")
     yield MaterializeResult(
@@ -94,3 +117,22 @@ def raw_documents(
         severity=AssetCheckSeverity.ERROR,
         metadata={"documents": manifest.rows, "duplicate_ids": duplicates},
     )
+    findings = source_health(
+        extra["per_source"], domain_config, max_lost_share=config.max_lost_share
+    )
+    for check_name, severity in (
+        ("sources_yield", Severity.ERROR),
+        ("mapped_fields_present", Severity.WARNING),
+    ):
+        found = [f for f in findings if f.severity is severity]
+        for finding in found:
+            context.log.warning(f"{domain}/{finding.source}: {finding.check}: {finding.message}")
+        yield AssetCheckResult(
+            check_name=check_name,
+            passed=not found,
+            severity=AssetCheckSeverity.ERROR if severity is Severity.ERROR
+            else AssetCheckSeverity.WARN,
+            metadata={"findings": MetadataValue.md(markdown_table(
+                [{"source": f.source, "check": f.check, "message": f.message} for f in found]
+            ))},
+        )  # fmt: skip

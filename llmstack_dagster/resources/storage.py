@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from typing import Any
 
@@ -24,4 +25,13 @@ class StorageResource(ConfigurableResource):
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     def get(self) -> Storage:
+        if self.root.startswith("memory://") and multiprocessing.parent_process() is not None:
+            # a memory:// filesystem lives in one process; a step process of the
+            # multiprocess executor would see an empty root and lose what it writes
+            raise ValueError(
+                f"storage root {self.root!r} is process-local and this step runs in a child "
+                "process of the multiprocess executor; run the job with the in-process "
+                "executor (execution: {config: {in_process: {}}}) or use a file or "
+                "object-store root (LLMSTACK_STORAGE_ROOT)"
+            )
         return Storage(self.root, **self.storage_options)

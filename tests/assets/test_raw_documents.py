@@ -27,6 +27,8 @@ def test_every_domain_materializes_with_passing_checks(tmp_path: Path) -> None:
         assert {c.check_name: c.passed for c in checks} == {
             "counts_balance": True,
             "unique_ids": True,
+            "sources_yield": True,
+            "mapped_fields_present": True,
         }
         manifest = read_manifest(Storage(root), "raw_documents", domain)
         assert manifest.rows == meta["rows"].value

@@ -17,6 +17,14 @@ def demo_corpus() -> CorpusConfig:
 
 
 def load_corpus(path: str | None = None) -> CorpusConfig:
-    """The corpus file at ``path`` or ``$LLMSTACK_CORPUS_CONFIG``; the demo corpus otherwise."""
-    path = path or os.environ.get(CORPUS_CONFIG_ENV)
-    return CorpusConfig.from_yaml(path) if path else demo_corpus()
+    """The corpus file at ``path`` or ``$LLMSTACK_CORPUS_CONFIG``; the demo corpus otherwise.
+
+    Raises :class:`~llmstack_dagster.core.curation.sources.CorpusConfigError` naming the file,
+    and the variable when the path is its value.
+    """
+    from_env = os.environ.get(CORPUS_CONFIG_ENV) or None
+    path = path or from_env
+    if not path:
+        return demo_corpus()
+    origin = f"${CORPUS_CONFIG_ENV}" if path == from_env else None
+    return CorpusConfig.from_yaml(path, origin=origin)
