@@ -54,4 +54,13 @@ def shard_metadata(storage: Storage, manifest: ShardManifest) -> dict[str, Any]:
         "dropped": MetadataValue.int(manifest.dropped),
         "shards": MetadataValue.json([storage.url(s.path) for s in manifest.shards]),
         "counts": MetadataValue.json(manifest.counts),
+        **version_metadata(manifest),
+    }
+
+
+def version_metadata(manifest: ShardManifest) -> dict[str, Any]:
+    """The committed version folder and the content version (inputs + config + code)."""
+    return {
+        "version": MetadataValue.text(str(manifest.version)),
+        "content_version": MetadataValue.text(str(manifest.content_version)),
     }

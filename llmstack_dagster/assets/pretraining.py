@@ -16,6 +16,7 @@ from llmstack_dagster.assets.common import (
     TOKENIZER_REL,
     markdown_table,
     png_markdown,
+    version_metadata,
     yaml_overrides,
 )
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
@@ -133,6 +134,7 @@ def tokenized_shards(
                 markdown_table([{"domain": d, **v} for d, v in extra.get("per_domain", {}).items()])
             ),
             "dtype": MetadataValue.text(str(extra.get("dtype"))),
+            **version_metadata(manifest),
         }
     )
 
@@ -244,6 +246,7 @@ def pretrained_checkpoint(
             "checkpoint": MetadataValue.path(str(outcome.checkpoint)),
             "hf_export": MetadataValue.path(str(outcome.hf_dir)),
             "steps": MetadataValue.int(int(final.get("step", 0))),
+            "data_version": MetadataValue.text(str(shards.content_version)),
             "validation": MetadataValue.md(
                 markdown_table(
                     [{"metric": k, "value": round(float(v), 4)} for k, v in sorted(val.items())]

@@ -45,6 +45,7 @@ class CheckpointMeta(BaseModel):
     date_max: datetime | None = None
     mixture_hash: str | None = None
     tokenizer_hash: str | None = None
+    data_version: str | None = None  # content version of the token shards trained on
     code_version: str
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from tokenizers import Tokenizer
 
 from llmstack_dagster.core.storage import (
+    OutputVersion,
     ShardInfo,
     ShardManifest,
     Storage,
@@ -83,6 +84,7 @@ class TokenShardIndex(BaseModel):
     tokenizer_file: str = TOKENIZER_FILE
     tokenizer_hash: str
     mixture_hash: str
+    data_version: str | None = None  # the content version of these shards (see storage)
     date_min: datetime | None = None
     date_max: datetime | None = None
     shards: list[TokenShard] = Field(default_factory=list)
@@ -212,7 +214,7 @@ def run_token_shards(
     version_id = content_version(asset, CODE_VERSION, settings, inputs_id)
     with write_version(storage, asset, partition, version_id) as version:
         manifest = _write_token_shards(
-            storage, inputs, tokenizer_path, config, asset, partition, mixture_hash, version.folder
+            storage, inputs, tokenizer_path, config, asset, partition, mixture_hash, version
         )
         return version.commit(manifest)
 
@@ -225,8 +227,9 @@ def _write_token_shards(
     asset: str,
     partition: str | None,
     mixture_hash: str,
-    base: str,
+    version: OutputVersion,
 ) -> ShardManifest:
+    base = version.folder
     tokenizer = load_tokenizer(tokenizer_path)
     eos_id = special_token_ids(tokenizer)["eos"]
     vocab_size = tokenizer.get_vocab_size()
@@ -304,6 +307,7 @@ def _write_token_shards(
         eos_id=eos_id,
         tokenizer_hash=tokenizer_hash(tokenizer_path),
         mixture_hash=mixture_hash,
+        data_version=version.content_version,
         date_min=date_min,
         date_max=date_max,
         shards=[*train.shards, *(s for d in sorted(val) for s in val[d].shards)],

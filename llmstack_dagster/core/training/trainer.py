@@ -288,6 +288,7 @@ class _Run:
                 date_max=self.index.date_max,
                 mixture_hash=self.index.mixture_hash,
                 tokenizer_hash=self.index.tokenizer_hash,
+                data_version=self.index.data_version,
                 code_version=code_version(),
                 metrics={
                     k: v
