@@ -72,7 +72,7 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
     ]
     losses = [r["val/loss"] for r in val if "val/loss" in r]
     assert len(losses) >= 2 and losses[-1] < losses[0]
-    # every asset check of every run passed: 2 per raw partition, 3 per dedup partition,
+    # every asset check of every run passed: 4 per raw partition, 3 per dedup partition,
     # 1 per quality partition, and the global no-exact-duplicate check
     with DagsterInstance.from_config(str(home)) as instance:
         evaluations = [
@@ -81,5 +81,5 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
             for record in instance.all_logs(
                 run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
         ]  # fmt: skip
-    assert len(evaluations) == 6 * (2 + 3 + 1) + 1
+    assert len(evaluations) == 6 * (4 + 3 + 1) + 1
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
