@@ -7,6 +7,7 @@ import sys
 import time
 
 from llmstack_dagster.modal_cli import add_modal_commands
+from llmstack_dagster.profiles import DEFAULT_PROFILE, PROFILE_ENV, PROFILES
 
 
 def plan_runs(asset_graph) -> list[tuple[list, bool]]:
@@ -40,14 +41,21 @@ def plan_runs(asset_graph) -> list[tuple[list, bool]]:
     return runs
 
 
-def run_demo(profile: str = "demo") -> int:
+def run_demo(profile: str | None = None) -> int:
     """Materialize every asset for every partition, in dependency order, into DAGSTER_HOME,
-    with the assets' config taken from ``profile`` (see :mod:`llmstack_dagster.profiles`)."""
+    under ``profile`` (default: the active one; see :mod:`llmstack_dagster.profiles`)."""
+    import os
+
+    from llmstack_dagster.profiles import PROFILE_ENV, active_profile
+
+    if profile:
+        os.environ[PROFILE_ENV] = profile  # before the definitions read it
+    profile = active_profile()
+
     from dagster import DagsterInstance, materialize
 
     from llmstack_dagster.assets.common import domain_partitions
     from llmstack_dagster.definitions import defs
-    from llmstack_dagster.profiles import run_config
 
     instance = DagsterInstance.get()
     graph = defs.resolve_asset_graph()
@@ -64,7 +72,6 @@ def run_demo(profile: str = "demo") -> int:
                 selection=keys,
                 partition_key=partition,
                 instance=instance,
-                run_config=run_config(profile, [k.to_user_string() for k in keys]),
                 tags={"llmstack/trigger": "demo", "llmstack/profile": profile},
             )
             if not result.success:
@@ -80,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the whole pipeline on the bundled corpus, locally")
     demo.add_argument(
         "--profile",
-        default="demo",
-        choices=["demo", "smoke", "full"],
-        help="asset config profile (default: the small demo profile)",
+        default=None,
+        choices=sorted(PROFILES),
+        help=f"asset config profile (default: ${PROFILE_ENV}, else {DEFAULT_PROFILE})",
     )
     add_modal_commands(sub)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The Dagster code location: every asset module under ``assets/``, jobs, schedules, resources."""
+"""The Dagster code location: every asset module under ``assets/``, jobs, sensors, resources."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ defs = Definitions(
     assets=load_assets_from_package_module(assets),
     asset_checks=load_asset_checks_from_package_module(assets),
     jobs=[curation_job],
-    schedules=[nightly_recuration],
+    sensors=[nightly_recuration],
     resources={
         "storage": StorageResource(),
         "corpus": CorpusResource(),

@@ -1,7 +1,22 @@
 """Config profiles: the same assets, sized for a run. The demo is the real pipeline under a
-small profile (a few hundred thousand tokens, a 4k vocabulary, a 1.3M-parameter model)."""
+small profile (a few hundred thousand tokens, a 4k vocabulary, a 1.3M-parameter model).
 
-from typing import Any
+One profile is active per process: ``$LLMSTACK_PROFILE``, ``demo`` when unset (a checkout
+runs small by default; ``full`` gives the assets' real-run defaults). It sets the defaults of
+every asset's config class (:func:`profiled`), so the UI's launchpad, ``dagster`` CLI
+commands, schedules, sensors and ``llmstack demo`` all run the same config. Each profile
+writes under its own folder of the storage root, so switching profiles never overwrites
+another profile's outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+PROFILE_ENV = "LLMSTACK_PROFILE"
+DEFAULT_PROFILE = "demo"
 
 DEMO: dict[str, dict[str, Any]] = {
     "sampled_mixture": {"token_budget": 400_000},
@@ -38,8 +53,31 @@ SMOKE: dict[str, dict[str, Any]] = {
 
 PROFILES = {"demo": DEMO, "smoke": SMOKE, "full": {}}
 
+ConfigClass = TypeVar("ConfigClass")
 
-def run_config(profile: str, asset_names: list[str]) -> dict[str, Any]:
-    """Dagster run config (``ops`` section) of ``profile`` for the selected assets."""
-    settings = PROFILES[profile]
-    return {"ops": {name: {"config": settings[name]} for name in asset_names if name in settings}}
+
+def active_profile() -> str:
+    """The profile named by ``$LLMSTACK_PROFILE`` (default ``demo``)."""
+    name = os.environ.get(PROFILE_ENV, "") or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(
+            f"{PROFILE_ENV}={name!r} is not a profile; choose one of {sorted(PROFILES)}"
+        )
+    return name
+
+
+def profiled(asset_name: str) -> Callable[[ConfigClass], ConfigClass]:
+    """Class decorator: the active profile's settings for ``asset_name`` become the defaults
+    of that asset's config class (which Dagster reads when the asset is defined)."""
+
+    def apply(cls: ConfigClass) -> ConfigClass:
+        fields = cls.model_fields  # type: ignore[attr-defined]
+        profile = active_profile()
+        for name, value in PROFILES[profile].get(asset_name, {}).items():
+            if name not in fields:
+                raise KeyError(f"profile {profile!r} sets unknown field {asset_name}.{name}")
+            fields[name].default, fields[name].default_factory = value, None
+        cls.model_rebuild(force=True)  # type: ignore[attr-defined]
+        return cls
+
+    return apply

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from llmstack_dagster.core.storage import Storage
+
+# tests (and the processes they start) run under the demo profile, whatever the shell says
+os.environ["LLMSTACK_PROFILE"] = "demo"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()

@@ -23,12 +23,12 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
         for source in domain["sources"]:
             source["max_docs"] = 40
     (tmp_path / "corpus.yaml").write_text(yaml.safe_dump(corpus))
-    home, root = tmp_path / "home", tmp_path / "store"
+    home, root = tmp_path / "home", tmp_path / "store" / "smoke"  # outputs keyed by profile
     home.mkdir()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
-        "LLMSTACK_STORAGE_ROOT": str(root),
+        "LLMSTACK_STORAGE_ROOT": str(root.parent),
         "LLMSTACK_CORPUS_CONFIG": str(tmp_path / "corpus.yaml"),
     }
     proc = subprocess.run(

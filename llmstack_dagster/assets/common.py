@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import base64
+import os
 from typing import Any
 
 import yaml
-from dagster import MetadataValue, StaticPartitionsDefinition
+from dagster import AutomationCondition, MetadataValue, StaticPartitionsDefinition
 
 from llmstack_dagster.core.curation.demo import load_corpus
 from llmstack_dagster.core.storage import ShardManifest, Storage
+from llmstack_dagster.profiles import active_profile
 
 CURATION_GROUP = "curation"
+# Unpartitioned assets write one shared output: at most one run writes each at a time
+# (dagster.yaml gives every pool a limit of 1).
+GLOBAL_ASSETS_POOL = "llmstack_global_assets"
+NIGHTLY_CRON_ENV = "LLMSTACK_NIGHTLY_CRON"
+DEFAULT_NIGHTLY_CRON = "0 2 * * *"
+# Nightly re-curation, declaratively: after each cron tick, every domain partition of a
+# curation asset runs once its parents have updated, and each unpartitioned asset runs once,
+# after every partition it reads (the nightly_recuration sensor evaluates it).
+NIGHTLY_RECURATION = AutomationCondition.on_cron(
+    os.environ.get(NIGHTLY_CRON_ENV, "") or DEFAULT_NIGHTLY_CRON, cron_timezone="UTC"
+)
 TOKENIZER_REL = "tokenizer/tokenizer.json"  # where the tokenizer asset stores its file
 
 # Partitions come from the configured corpus (LLMSTACK_CORPUS_CONFIG) or the demo's domains.
@@ -61,6 +74,7 @@ def shard_metadata(storage: Storage, manifest: ShardManifest) -> dict[str, Any]:
 def version_metadata(manifest: ShardManifest) -> dict[str, Any]:
     """The committed version folder and the content version (inputs + config + code)."""
     return {
+        "profile": MetadataValue.text(active_profile()),
         "version": MetadataValue.text(str(manifest.version)),
         "content_version": MetadataValue.text(str(manifest.content_version)),
     }

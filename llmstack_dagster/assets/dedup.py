@@ -23,6 +23,8 @@ from dagster import (
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
+    GLOBAL_ASSETS_POOL,
+    NIGHTLY_RECURATION,
     domain_partitions,
     markdown_table,
     shard_metadata,
@@ -33,9 +35,11 @@ from llmstack_dagster.core.curation.dedup.exact import exact_hash128
 from llmstack_dagster.core.curation.dedup.fingerprints import compute_fingerprints
 from llmstack_dagster.core.curation.dedup.removal import apply_removals
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
+from llmstack_dagster.profiles import profiled
 from llmstack_dagster.resources.storage import StorageResource
 
 
+@profiled("dedup")
 class DedupAssetConfig(Config):
     """Defaults: word 5-grams, 14 bands x 8 rows (threshold ~0.72), verify at Jaccard 0.8.
     NeMo Curator's alternative: shingle="char", ngram=24, num_bands=20, rows_per_band=13."""
@@ -54,6 +58,7 @@ class DedupAssetConfig(Config):
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_RECURATION,
     deps=["raw_documents"],
     description="Per-document exact (xxh3-128 of NFC, whitespace-collapsed text) and MinHash "
     "fingerprints, stored per shard with one column per LSH band.",
@@ -99,6 +104,8 @@ def _cluster_previews(store: Storage, sample: list[dict], chars: int = 100) -> l
 
 @asset(
     group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_RECURATION,
+    pool=GLOBAL_ASSETS_POOL,
     deps=[AssetDep("document_fingerprints", partition_mapping=AllPartitionMapping())],
     check_specs=[
         AssetCheckSpec(
@@ -169,6 +176,7 @@ def _surviving_exact_duplicates(store: Storage, fingerprints: dict, clusters) ->
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_RECURATION,
     deps=["raw_documents", "duplicate_clusters"],
     check_specs=[
         AssetCheckSpec(

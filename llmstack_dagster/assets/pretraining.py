@@ -13,6 +13,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from llmstack_dagster.assets.common import (
+    GLOBAL_ASSETS_POOL,
     TOKENIZER_REL,
     markdown_table,
     png_markdown,
@@ -34,6 +35,7 @@ from llmstack_dagster.core.training.tokenizer import (
     tokenizer_hash,
     train_tokenizer,
 )
+from llmstack_dagster.profiles import profiled
 from llmstack_dagster.resources.storage import StorageResource
 from llmstack_dagster.resources.training import TrainingResource
 
@@ -54,6 +56,7 @@ def local_tokenizer(store: Storage, folder: str) -> Path:
     return path
 
 
+@profiled("tokenizer")
 class TokenizerAssetConfig(Config):
     """32k for real runs; the demo profile uses 4096."""
 
@@ -63,6 +66,7 @@ class TokenizerAssetConfig(Config):
 
 @asset(
     group_name=TRAINING_GROUP,
+    pool=GLOBAL_ASSETS_POOL,
     deps=["sampled_mixture"],
     description="Byte-level BPE (Hugging Face tokenizers) trained on the sampled mixture, with "
     "BOS/EOS/PAD and chat-role special tokens; loadable by PreTrainedTokenizerFast.",
@@ -94,6 +98,7 @@ def tokenizer(
     )
 
 
+@profiled("tokenized_shards")
 class TokenShardsAssetConfig(Config):
     val_fraction: float = 0.005
     min_val_docs: int = 2
@@ -103,6 +108,7 @@ class TokenShardsAssetConfig(Config):
 
 @asset(
     group_name=TRAINING_GROUP,
+    pool=GLOBAL_ASSETS_POOL,
     deps=["sampled_mixture", "tokenizer"],
     description="The mixture tokenized into packed uint16/uint32 token shards with an index, "
     "EOS between documents, and a held-out validation split per domain.",
@@ -139,6 +145,7 @@ def tokenized_shards(
     )
 
 
+@profiled("pretrained_checkpoint")
 class PretrainAssetConfig(Config):
     """Defaults size a real run: the ~125M "d12" preset at sequence length 1024 and about 131k
     tokens per optimizer step (GPU). The demo profile (``llmstack_dagster.profiles``) shrinks it
@@ -207,6 +214,7 @@ def loss_curve_png(metrics: list[dict]) -> bytes:
 
 @asset(
     group_name=TRAINING_GROUP,
+    pool=GLOBAL_ASSETS_POOL,
     deps=["tokenized_shards", "tokenizer"],
     op_tags={"llmstack/gpu": "true"},
     description="A Llama-style model pretrained on the token shards by the training resource "

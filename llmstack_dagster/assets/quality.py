@@ -22,6 +22,8 @@ from dagster import (
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
+    GLOBAL_ASSETS_POOL,
+    NIGHTLY_RECURATION,
     domain_partitions,
     markdown_table,
     png_markdown,
@@ -34,9 +36,11 @@ from llmstack_dagster.core.curation.quality.reference_lm import (
 )
 from llmstack_dagster.core.curation.quality.scoring import QualityConfig, score_quality
 from llmstack_dagster.core.storage import read_manifest
+from llmstack_dagster.profiles import profiled
 from llmstack_dagster.resources.storage import StorageResource
 
 
+@profiled("reference_lm")
 class ReferenceLMAssetConfig(Config):
     """CCNet defaults: order-5 KenLM over SentencePiece pieces of the reference corpus."""
 
@@ -49,6 +53,8 @@ class ReferenceLMAssetConfig(Config):
 
 @asset(
     group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_RECURATION,
+    pool=GLOBAL_ASSETS_POOL,
     deps=[AssetDep("deduplicated_documents", partition_mapping=AllPartitionMapping())],
     description="KenLM n-gram model (lmplz + build_binary) on the CCNet-normalized, "
     "SentencePiece-tokenized reference corpus; head/middle/tail perplexity cut-offs; the "
@@ -91,6 +97,7 @@ def reference_lm(
     )
 
 
+@profiled("quality_scored")
 class QualityAssetConfig(Config):
     """``preset``: general (Longpre T=0.975 on the low-quality score),
     toxicity-identification (inverse toxicity filter) or safety-critical (toxicity filter)."""
@@ -103,6 +110,7 @@ class QualityAssetConfig(Config):
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_RECURATION,
     deps=["deduplicated_documents", "reference_lm"],
     check_specs=[
         AssetCheckSpec("counts_balance", asset="quality_scored", description="in = kept + dropped")

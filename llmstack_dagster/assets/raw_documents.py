@@ -16,6 +16,7 @@ from pydantic import Field
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
+    NIGHTLY_RECURATION,
     domain_partitions,
     markdown_table,
     shard_metadata,
@@ -28,10 +29,12 @@ from llmstack_dagster.core.curation.source_health import (
     source_health,
 )
 from llmstack_dagster.core.storage import DEFAULT_MAX_SHARD_ROWS
+from llmstack_dagster.profiles import profiled
 from llmstack_dagster.resources.corpus import CorpusResource
 from llmstack_dagster.resources.storage import StorageResource
 
 
+@profiled("raw_documents")
 class RawDocumentsConfig(Config):
     max_shard_rows: int = DEFAULT_MAX_SHARD_ROWS
     max_lost_share: float = Field(
@@ -46,6 +49,7 @@ class RawDocumentsConfig(Config):
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_RECURATION,
     check_specs=[
         AssetCheckSpec(
             "counts_balance",

@@ -14,6 +14,8 @@ from dagster import (
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
+    GLOBAL_ASSETS_POOL,
+    NIGHTLY_RECURATION,
     TOKENIZER_REL,
     domain_partitions,
     markdown_table,
@@ -27,9 +29,11 @@ from llmstack_dagster.core.curation.selection.mixture import materialize_mixture
 from llmstack_dagster.core.curation.selection.mixture_plan import MixtureConfig
 from llmstack_dagster.core.curation.selection.temporal import TemporalConfig
 from llmstack_dagster.core.storage import read_manifest
+from llmstack_dagster.profiles import profiled
 from llmstack_dagster.resources.storage import StorageResource
 
 
+@profiled("dsir_selected")
 class DSIRAssetConfig(Config):
     """DSIR (Xie et al. 2023) at source level; defaults are the paper's and the seed's."""
 
@@ -47,6 +51,7 @@ class DSIRAssetConfig(Config):
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_RECURATION,
     deps=[AssetDep("quality_scored", partition_mapping=AllPartitionMapping())],
     description="DSIR importance resampling per domain: hashed uni+bigram models of the target "
     "(reference) corpus and of the domain; Gumbel top-k keeps keep_fraction of the domain; "
@@ -72,6 +77,7 @@ def dsir_selected(
     )
 
 
+@profiled("sampled_mixture")
 class MixtureAssetConfig(Config):
     """Token budget and sampling knobs; ``profile_path`` (YAML) sets any MixtureConfig field,
     including attribute buckets (domain x quality class x toxicity band x category)."""
@@ -128,6 +134,8 @@ def _token_counter(store):
 
 @asset(
     group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_RECURATION,
+    pool=GLOBAL_ASSETS_POOL,
     deps=[AssetDep("dsir_selected", partition_mapping=AllPartitionMapping())],
     description="The token budget turned into a mixture plan (UniMax over English sources, "
     "alpha sampling over code languages, attribute buckets, temporal window and recency) and "

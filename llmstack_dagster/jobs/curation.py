@@ -1,40 +1,27 @@
-"""The curation job and its nightly schedule (one run per domain partition)."""
+"""The curation job (one domain partition by hand) and the nightly re-curation sensor."""
 
 from __future__ import annotations
 
-import os
+from dagster import AssetSelection, AutomationConditionSensorDefinition, define_asset_job
 
-from dagster import (
-    AssetSelection,
-    RunRequest,
-    ScheduleEvaluationContext,
-    define_asset_job,
-    schedule,
-)
+from llmstack_dagster.assets.common import CURATION_GROUP
+from llmstack_dagster.profiles import active_profile
 
-from llmstack_dagster.assets.common import CURATION_GROUP, domain_partitions
-
-NIGHTLY_CRON_ENV = "LLMSTACK_NIGHTLY_CRON"
-DEFAULT_NIGHTLY_CRON = "0 2 * * *"
+PROFILE_TAG = "llmstack/profile"
 
 curation_job = define_asset_job(
     "curation_job",
     selection=AssetSelection.groups(CURATION_GROUP),
+    tags={PROFILE_TAG: active_profile()},
     description="Re-curate one domain partition: every curation asset of that domain.",
 )
 
-
-@schedule(
-    job=curation_job,
-    cron_schedule=os.environ.get(NIGHTLY_CRON_ENV, DEFAULT_NIGHTLY_CRON),
-    execution_timezone="UTC",
-    description="Nightly re-curation: one run per domain partition (02:00 UTC by default).",
+# Evaluates each curation asset's NIGHTLY_RECURATION condition (assets/common.py) and launches
+# what is due as one backfill per evaluation: domain partitions once each, global assets once.
+nightly_recuration = AutomationConditionSensorDefinition(
+    "nightly_recuration",
+    target=AssetSelection.groups(CURATION_GROUP),
+    run_tags={"llmstack/trigger": "nightly", PROFILE_TAG: active_profile()},
+    description="Nightly re-curation (02:00 UTC, or $LLMSTACK_NIGHTLY_CRON): every domain "
+    "partition once, then each global asset once after the partitions it reads.",
 )
-def nightly_recuration(context: ScheduleEvaluationContext) -> list[RunRequest]:
-    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return [
-        RunRequest(
-            run_key=f"{domain}-{day}", partition_key=domain, tags={"llmstack/trigger": "nightly"}
-        )
-        for domain in domain_partitions.get_partition_keys()
-    ]

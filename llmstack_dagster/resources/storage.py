@@ -10,16 +10,20 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from llmstack_dagster.core.storage import Storage
+from llmstack_dagster.profiles import active_profile
 
 STORAGE_ROOT_ENV = "LLMSTACK_STORAGE_ROOT"
 
 
 def default_storage_root() -> str:
-    return os.environ.get(STORAGE_ROOT_ENV, "./data")
+    """``$LLMSTACK_STORAGE_ROOT`` (default ``./data``) / the active profile."""
+    base = os.environ.get(STORAGE_ROOT_ENV, "") or "./data"
+    return f"{base.rstrip('/')}/{active_profile()}"
 
 
 class StorageResource(ConfigurableResource):
-    """An fsspec URL (``./data``, ``s3://bucket/llmstack``, ``gs://...``, ``memory://...``)."""
+    """An fsspec URL (``./data/demo``, ``s3://bucket/llmstack/full``, ``memory://...``); by
+    default the base root of ``$LLMSTACK_STORAGE_ROOT`` keyed by the active profile."""
 
     root: str = Field(default_factory=default_storage_root)
     storage_options: dict[str, Any] = Field(default_factory=dict)

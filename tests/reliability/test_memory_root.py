@@ -49,6 +49,6 @@ def test_memory_root_with_the_multiprocess_executor_is_a_clear_error(tmp_path: P
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode != 0
-    assert "storage root 'memory://shared' is process-local" in output
+    assert "storage root 'memory://shared/demo' is process-local" in output
     assert "in_process" in output
     assert "STEP_FAILURE" in output and "STEP_SUCCESS" not in output
