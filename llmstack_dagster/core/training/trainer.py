@@ -22,6 +22,7 @@ import torch
 
 from llmstack_dagster.core.models.config import flops_per_token, param_count
 from llmstack_dagster.core.models.llama import LlamaLM
+from llmstack_dagster.core.progress import format_eta
 from llmstack_dagster.core.training.atomic import write_text_atomic
 from llmstack_dagster.core.training.checkpoint import (
     CheckpointMeta,
@@ -191,6 +192,7 @@ class _Run:
         )
         if cfg.eval.every and self.step == 0:
             self._emit(self._evaluate(), "eval")
+        self._fit_start = (time.perf_counter(), self.step)
         window_start, window_steps = time.perf_counter(), 0
         while self.step < cfg.max_steps:
             loss, grad_norm, lr = self._train_step()
@@ -249,12 +251,20 @@ class _Run:
             )
         return values
 
+    def _eta(self) -> str:
+        """`` (ETA 3 min 05 s)`` from the steps done in this fit so far, or ``""``."""
+        started, first_step = getattr(self, "_fit_start", (0.0, self.step))
+        if self.step <= first_step:
+            return ""
+        per_step = (time.perf_counter() - started) / (self.step - first_step)
+        return f" (ETA {format_eta(per_step * (self.cfg.max_steps - self.step))})"
+
     def _emit(self, values: dict[str, float], kind: str) -> None:
         self.last_metrics.update(values)
         if self.logger is not None:
             self.logger.log(self.step, values, kind=kind)
             shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-            self.log(f"step {self.step}: {shown}")
+            self.log(f"step {self.step}/{self.cfg.max_steps}{self._eta()}: {shown}")
 
     def _evaluate(self) -> dict[str, float]:
         cfg = self.cfg
@@ -316,7 +326,7 @@ class _Run:
         markdown = generations_markdown(samples, self.cfg.eval.top_p)
         hf_dir = None
         if self.env.is_main and self.cfg.export_hf:
-            hf_dir = export_hf(final, self.out_dir / "hf", tokenizer_file)
+            hf_dir = export_hf(final, self.out_dir / "hf", tokenizer_file, self.index)
         result = TrainResult(self.step, final, hf_dir, dict(self.last_metrics), samples, markdown)
         if self.logger is not None:
             summary: dict[str, Any] = {

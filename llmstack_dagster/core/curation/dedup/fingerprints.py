@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import time
 
@@ -12,6 +13,7 @@ import pyarrow.compute as pc
 from llmstack_dagster.core.curation.dedup.config import DedupConfig
 from llmstack_dagster.core.curation.dedup.exact import exact_hash128
 from llmstack_dagster.core.curation.dedup.minhash import MinHasher
+from llmstack_dagster.core.progress import Progress
 from llmstack_dagster.core.schema import TIMESTAMP
 from llmstack_dagster.core.storage import (
     ShardInfo,
@@ -22,6 +24,7 @@ from llmstack_dagster.core.storage import (
 )
 
 ASSET = "document_fingerprints"
+log = logging.getLogger(__name__)
 CODE_VERSION = "1"
 
 
@@ -97,6 +100,7 @@ def _fingerprint_shards(
 ) -> ShardManifest:
     hasher = MinHasher(config)
     shards: list[ShardInfo] = []
+    progress = Progress(f"{ASSET}[{domain}]", documents.rows, log)
     total_bytes = empty = 0
     started = time.perf_counter()
     for index, shard in enumerate(documents.shards):
@@ -112,6 +116,7 @@ def _fingerprint_shards(
         rel = posixpath.join(folder, f"part-{index:05d}.parquet")
         size = storage.write_table(rel, table)
         shards.append(ShardInfo(path=rel, rows=table.num_rows, bytes=size))
+        progress.advance(table.num_rows)
     seconds = max(time.perf_counter() - started, 1e-9)
     n = sum(s.rows for s in shards)
     return ShardManifest(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import posixpath
 import tempfile
 from collections import Counter
@@ -49,6 +50,7 @@ from llmstack_dagster.core.curation.quality.reference_lm import (
 )
 from llmstack_dagster.core.curation.quality.report import ScoreSummary
 from llmstack_dagster.core.curation.quality.rules import Rule
+from llmstack_dagster.core.progress import Progress
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
     ShardInfo,
@@ -61,6 +63,7 @@ from llmstack_dagster.core.storage import (
 )
 
 ASSET = "quality_scored"
+log = logging.getLogger(__name__)
 CODE_VERSION = "1"
 SCORES_INDEX = "scores.json"
 SCORES_CACHE = posixpath.join(ASSET, "_scores")  # per domain; not a partition (names: no "_")
@@ -130,6 +133,7 @@ def _score_pass(
     storage: Storage, documents: ShardManifest, is_code: bool, scorers: Scorers,
     writer: ShardWriter, summary: ScoreSummary, batch_size: int,
 ) -> None:  # fmt: skip
+    progress = Progress(f"{ASSET}[{documents.partition}] scoring", documents.rows, log)
     for _, table in iter_shard_tables(storage, documents.shards):
         for batch in table.to_batches(max_chunksize=batch_size):
             docs = batch.to_pylist()
@@ -137,6 +141,8 @@ def _score_pass(
                                    strict=True):  # fmt: skip
                 summary.add(scores)
                 writer.write_row({**doc, **scores})
+            progress.advance(len(docs))
+    progress.finish()
 
 
 def scoring_fingerprint(
