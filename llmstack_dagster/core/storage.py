@@ -21,7 +21,7 @@ import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -236,6 +236,18 @@ def content_version(
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def unchanged_output(
+    storage: Storage, asset: str, partition: str | None, content_version: str
+) -> ShardManifest | None:
+    """The committed output when it was built from the same inputs, config and code (so
+    rebuilding would give the same data), else None. Stages return it instead of rewriting."""
+    rel = posixpath.join(partition_dir(asset, partition), MANIFEST_NAME)
+    if not storage.exists(rel):
+        return None
+    current = ShardManifest.model_validate(storage.read_json(rel))
+    return current if current.content_version == content_version else None
+
+
 def write_manifest(storage: Storage, manifest: ShardManifest) -> str:
     """Write (switch) a partition's pointer atomically; use :func:`write_version` to commit."""
     rel = posixpath.join(partition_dir(manifest.asset, manifest.partition), MANIFEST_NAME)
@@ -341,6 +353,22 @@ def write_version(
     if version.committed is None:
         version.discard()
         raise RuntimeError(f"asset {asset!r} partition {partition!r}: version not committed")
+
+
+def build_version(
+    storage: Storage,
+    asset: str,
+    partition: str | None,
+    content_version: str,
+    build: Callable[[OutputVersion], ShardManifest],
+) -> ShardManifest:
+    """The committed output if it has this content version already (nothing is rewritten);
+    otherwise ``build`` writes a new version's files and returns its manifest, committed here."""
+    same = unchanged_output(storage, asset, partition, content_version)
+    if same is not None:
+        return same
+    with write_version(storage, asset, partition, content_version) as version:
+        return version.commit(build(version))
 
 
 class ShardWriter:

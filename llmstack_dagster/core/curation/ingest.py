@@ -28,12 +28,13 @@ from llmstack_dagster.core.curation.sources import DomainConfig
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
     DEFAULT_MAX_SHARD_ROWS,
+    OutputVersion,
     ShardInfo,
     ShardManifest,
     ShardWriter,
     Storage,
+    build_version,
     content_version,
-    write_version,
 )
 
 CODE_VERSION = "2"
@@ -49,37 +50,46 @@ def ingest_domain(
     asset: str = STAGE,
     max_shard_rows: int = DEFAULT_MAX_SHARD_ROWS,
 ) -> ShardManifest:
-    """Ingest every source of ``domain`` into a new committed version of the partition."""
+    """Ingest every source of ``domain`` into a new committed version of the partition, or
+    return the committed one when the sources' files and the settings are unchanged."""
     version_id = content_version(
         asset,
         CODE_VERSION,
         {"max_shard_rows": max_shard_rows},
         [source_data_version(source) for source in config.sources],
     )
-    with write_version(storage, asset, domain, version_id) as version:
-        rows = max_shard_rows
-        docs = ShardWriter(storage, version.path("shards"), DOCUMENT_SCHEMA, max_rows=rows)
-        quarantine = ShardWriter(storage, version.path("quarantine"), DROP_SCHEMA, max_rows=rows)
-        per_source: dict[str, Counter[str]] = {}
-        for source in config.sources:
-            state = SourceIngest(source, domain)
-            for raw in read_source(source):
-                if not state.in_filter(raw):
-                    state.counts["skipped_by_filter"] += 1
-                    continue
-                if source.max_docs is not None and state.counts["read"] >= source.max_docs:
-                    break
-                doc, drop = state.convert(raw)
-                if drop is not None:
-                    quarantine.write_row(drop)
-                else:
-                    docs.write_row(doc)
-            per_source[source.name] = state.counts
-        shards = docs.close()
-        duplicates = find_duplicate_ids(storage, shards)
-        shards = _remove_duplicates(storage, shards, duplicates, quarantine, per_source, domain)
-        drops = quarantine.close()
-        return version.commit(_manifest(storage, asset, domain, shards, drops, per_source))
+
+    def build(version: OutputVersion) -> ShardManifest:
+        return _ingest(storage, domain, config, version, max_shard_rows)
+
+    return build_version(storage, asset, domain, version_id, build)
+
+
+def _ingest(
+    storage: Storage, domain: str, config: DomainConfig, version: OutputVersion, rows: int
+) -> ShardManifest:
+    docs = ShardWriter(storage, version.path("shards"), DOCUMENT_SCHEMA, max_rows=rows)
+    quarantine = ShardWriter(storage, version.path("quarantine"), DROP_SCHEMA, max_rows=rows)
+    per_source: dict[str, Counter[str]] = {}
+    for source in config.sources:
+        state = SourceIngest(source, domain)
+        for raw in read_source(source):
+            if not state.in_filter(raw):
+                state.counts["skipped_by_filter"] += 1
+                continue
+            if source.max_docs is not None and state.counts["read"] >= source.max_docs:
+                break
+            doc, drop = state.convert(raw)
+            if drop is not None:
+                quarantine.write_row(drop)
+            else:
+                docs.write_row(doc)
+        per_source[source.name] = state.counts
+    shards = docs.close()
+    duplicates = find_duplicate_ids(storage, shards)
+    shards = _remove_duplicates(storage, shards, duplicates, quarantine, per_source, domain)
+    drops = quarantine.close()
+    return _manifest(storage, version.asset, domain, shards, drops, per_source)
 
 
 def _remove_duplicates(

@@ -247,7 +247,7 @@ def test_bad_input_gives_exact_quarantine_counts(storage, tmp_path: Path) -> Non
     assert {d["id"] for d in drops if d["reason"] == "duplicate_id"} == {"bad/g0", "bad/g1"}
 
 
-def test_rematerializing_is_idempotent_and_deterministic(storage, shared_data) -> None:
+def test_rematerializing_is_idempotent_and_deterministic(storage, shared_data, tmp_path) -> None:
     src = {
         "name": "news",
         "kind": "jsonl",
@@ -256,14 +256,22 @@ def test_rematerializing_is_idempotent_and_deterministic(storage, shared_data) -
     config = DomainConfig.model_validate({"sources": [src]})
     first = ingest_domain(storage, "news", config, max_shard_rows=64)
     tables = [storage.read_bytes(s.path) for s in first.shards]
-    second = ingest_domain(storage, "news", config, max_shard_rows=64)
-    assert [storage.read_bytes(s.path) for s in second.shards] == tables
-    assert read_manifest(storage, "raw_documents", "news") == second
-    assert len(first.shards) == 4 and storage.list(f"{second.folder}/shards") == [
+    # unchanged sources and settings: the committed version is the answer, nothing rewritten
+    again = ingest_domain(storage, "news", config, max_shard_rows=64)
+    assert again == first and read_manifest(storage, "raw_documents", "news") == first
+    # from scratch elsewhere: the same bytes under another version
+    other = Storage(str(tmp_path / "other"))
+    second = ingest_domain(other, "news", config, max_shard_rows=64)
+    assert [other.read_bytes(s.path) for s in second.shards] == tables
+    assert len(first.shards) == 4 and other.list(f"{second.folder}/shards") == [
         s.path for s in second.shards
     ]
     assert second.version != first.version
     assert second.content_version == first.content_version
-    assert storage.entries("raw_documents/news") == ["manifest.json", second.version]
-    schema = storage.read_table(second.shards[0].path).schema
+    assert storage.entries("raw_documents/news") == ["manifest.json", first.version]
+    # another setting is another content version: a new version replaces the old one
+    third = ingest_domain(storage, "news", config, max_shard_rows=128)
+    assert third.content_version != first.content_version
+    assert storage.entries("raw_documents/news") == ["manifest.json", third.version]
+    schema = other.read_table(second.shards[0].path).schema
     assert schema.equals(DOCUMENT_SCHEMA)

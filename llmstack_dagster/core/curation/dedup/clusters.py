@@ -20,12 +20,13 @@ from llmstack_dagster.core.curation.dedup.fingerprints import band_column
 from llmstack_dagster.core.curation.dedup.lsh import band_keys, candidate_pairs, unique_pairs
 from llmstack_dagster.core.curation.dedup.union_find import connected_components
 from llmstack_dagster.core.storage import (
+    OutputVersion,
     ShardInfo,
     ShardManifest,
     ShardWriter,
     Storage,
+    build_version,
     content_version,
-    write_version,
 )
 
 ASSET = "duplicate_clusters"
@@ -131,8 +132,10 @@ def find_duplicate_clusters(
                 "bucket_all_pairs_max": config.bucket_all_pairs_max}  # fmt: skip
     inputs = [f"{d}:{m.content_version}" for d, m in sorted(fingerprints.items())]
     version_id = content_version(ASSET, CODE_VERSION, settings, inputs)
-    with write_version(storage, ASSET, None, version_id) as version:
-        return version.commit(_cluster(storage, fingerprints, config, version.folder))
+    def build(version: OutputVersion) -> ShardManifest:
+        return _cluster(storage, fingerprints, config, version.folder)
+
+    return build_version(storage, ASSET, None, version_id, build)
 
 
 def _cluster(

@@ -19,8 +19,8 @@ from llmstack_dagster.core.storage import (
     ShardInfo,
     ShardManifest,
     Storage,
+    build_version,
     content_version,
-    write_version,
 )
 
 ASSET = "document_fingerprints"
@@ -90,9 +90,10 @@ def compute_fingerprints(
     version_id = content_version(
         ASSET, CODE_VERSION, config.signature_params(), [documents.content_version]
     )
-    with write_version(storage, ASSET, domain, version_id) as version:
-        manifest = _fingerprint_shards(storage, documents, domain, config, version.folder)
-        return version.commit(manifest)
+    return build_version(
+        storage, ASSET, domain, version_id,
+        lambda v: _fingerprint_shards(storage, documents, domain, config, v.folder),
+    )  # fmt: skip
 
 
 def _fingerprint_shards(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -12,9 +15,9 @@ from llmstack_dagster.core.storage import (
     ShardManifest,
     ShardWriter,
     Storage,
+    build_version,
     content_version,
     iter_shard_tables,
-    write_version,
 )
 
 ASSET = "deduplicated_documents"
@@ -40,28 +43,37 @@ def apply_removals(
 ) -> ShardManifest:
     """Stream the domain's shards, keep what is not listed, record every removal as a drop.
 
-    Memory: this domain's removal rows plus one document shard.
+    Memory: this domain's removal rows plus one document shard. The content version depends
+    on this domain's removal rows only, so a change of the global list that does not touch the
+    domain leaves its output as it is.
     """
+    removals = domain_removals(storage, clusters, domain)
     version_id = content_version(
         ASSET,
         CODE_VERSION,
         {"max_shard_rows": config.max_shard_rows},
-        [documents.content_version, clusters.content_version],
+        [documents.content_version, removals_digest(removals)],
     )
-    with write_version(storage, ASSET, domain, version_id) as version:
-        manifest = _apply(storage, documents, clusters, domain, config, version.folder)
-        return version.commit(manifest)
+    return build_version(
+        storage, ASSET, domain, version_id,
+        lambda v: _apply(storage, documents, removals, domain, config, v.folder),
+    )  # fmt: skip
+
+
+def removals_digest(removals: pa.Table) -> str:
+    """A hash of a domain's removal rows, in id order."""
+    rows = removals.sort_by("id").to_pylist() if removals.num_rows else []
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _apply(
     storage: Storage,
     documents: ShardManifest,
-    clusters: ShardManifest,
+    removals: pa.Table,
     domain: str,
     config: DedupConfig,
     folder: str,
 ) -> ShardManifest:
-    removals = domain_removals(storage, clusters, domain)
     details = {row["id"]: row for row in removals.to_pylist()}
     removed_ids = removals["id"]
     kept_writer = ShardWriter(storage, folder, DOCUMENT_SCHEMA, max_rows=config.max_shard_rows)

@@ -27,10 +27,11 @@ from llmstack_dagster.core.curation.quality.normalize import normalized_lines
 from llmstack_dagster.core.curation.quality.perplexity import PerplexityModel
 from llmstack_dagster.core.curation.quality.sampling import Reservoir, iter_texts
 from llmstack_dagster.core.storage import (
+    OutputVersion,
     ShardManifest,
     Storage,
+    build_version,
     content_version,
-    write_version,
 )
 
 ASSET = "reference_lm"
@@ -134,8 +135,10 @@ def train_reference_lm(
         raise ValueError(f"reference domains {missing} have no manifest")
     inputs = [f"{d}:{reference[d].content_version}" for d in config.reference_domains]
     version_id = content_version(ASSET, CODE_VERSION, config, [*inputs, web.content_version])
-    with write_version(storage, ASSET, None, version_id) as version:
-        return version.commit(_train(storage, reference, web, config, version.folder))
+    def build(version: OutputVersion) -> ShardManifest:
+        return _train(storage, reference, web, config, version.folder)
+
+    return build_version(storage, ASSET, None, version_id, build)
 
 
 def _train(

@@ -53,13 +53,14 @@ from llmstack_dagster.core.curation.quality.rules import Rule
 from llmstack_dagster.core.progress import Progress
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
+    OutputVersion,
     ShardInfo,
     ShardManifest,
     ShardWriter,
     Storage,
+    build_version,
     content_version,
     iter_shard_tables,
-    write_version,
 )
 
 ASSET = "quality_scored"
@@ -215,7 +216,8 @@ def score_quality(
     decision = {"preset": config.preset, "max_perplexity": config.max_perplexity,
                 "rules": config.model_dump(mode="json", include={"heuristics", "gopher", "code"})}
     version_id = content_version(ASSET, CODE_VERSION, decision, [fingerprint])  # fmt: skip
-    with write_version(storage, ASSET, domain, version_id) as version:
+
+    def build(version: OutputVersion) -> ShardManifest:
         summary = ScoreSummary()
         scores_dir = posixpath.join(SCORES_CACHE, domain)
         pass1_shards = _cached_scores(storage, scores_dir, fingerprint, summary)
@@ -233,7 +235,9 @@ def score_quality(
         manifest = _decide(storage, domain, reference_lm, config, pass1_shards, summary,
                            version.folder)  # fmt: skip
         manifest.extra["scores_reused"] = reused
-        return version.commit(manifest)
+        return manifest
+
+    return build_version(storage, ASSET, domain, version_id, build)
 
 
 def _decide(

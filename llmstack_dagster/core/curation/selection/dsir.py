@@ -33,8 +33,8 @@ from llmstack_dagster.core.storage import (
     ShardManifest,
     ShardWriter,
     Storage,
+    build_version,
     content_version,
-    write_version,
 )
 
 ASSET = "dsir_selected"
@@ -187,9 +187,10 @@ def select_dsir(
     version_id = content_version(
         ASSET, CODE_VERSION, config, [documents.content_version, target_hash]
     )
-    with write_version(storage, ASSET, domain, version_id) as version:
-        manifest = _select(storage, documents, domain, target_counts, config, version.folder)
-        return version.commit(manifest)
+    return build_version(
+        storage, ASSET, domain, version_id,
+        lambda v: _select(storage, documents, domain, target_counts, config, v.folder),
+    )  # fmt: skip
 
 
 def _select(

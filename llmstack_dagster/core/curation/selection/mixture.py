@@ -44,8 +44,8 @@ from llmstack_dagster.core.storage import (
     ShardManifest,
     ShardWriter,
     Storage,
+    build_version,
     content_version,
-    write_version,
 )
 
 ASSET = "sampled_mixture"
@@ -232,9 +232,10 @@ def materialize_mixture(
     settings = {"config": config.model_dump(mode="json"),
                 "tokens": config.tokens.describe(token_counter)}  # fmt: skip
     version_id = content_version(ASSET, CODE_VERSION, settings, inputs)
-    with write_version(storage, ASSET, None, version_id) as version:
-        manifest = _materialize(storage, selected, config, token_counter, version.folder)
-        return version.commit(manifest)
+    return build_version(
+        storage, ASSET, None, version_id,
+        lambda v: _materialize(storage, selected, config, token_counter, v.folder),
+    )  # fmt: skip
 
 
 def _materialize(
