@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, MarkdownMetadataValue
 
 from llmstack_dagster.core.curation.demo import demo_corpus
 from llmstack_dagster.core.storage import Storage, read_manifest
@@ -83,3 +83,34 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
         ]  # fmt: skip
     assert len(evaluations) == 6 * (4 + 3 + 1) + 1
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
+    # every markdown table in every materialization's metadata has data rows
+    with DagsterInstance.from_config(str(home)) as instance:
+        materializations = [
+            record.dagster_event.event_specific_data.materialization
+            for run in instance.get_runs()
+            for record in instance.all_logs(
+                run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        ]  # fmt: skip
+    tables = {
+        (m.asset_key.to_user_string(), m.partition, label): value.value
+        for m in materializations
+        for label, value in m.metadata.items()
+        if isinstance(value, MarkdownMetadataValue) and _looks_like_table(value.value)
+    }
+    assert {label for _, _, label in tables} >= {"per_domain", "validation", "composition"}
+    empty = [key for key, text in tables.items() if not _table_data_rows(text)]
+    assert not empty, empty
+
+
+def _looks_like_table(text: str) -> bool:
+    """A markdown table (header and separator lines), or markdown_table's empty marker."""
+    lines = text.strip().splitlines()
+    if lines == ["_no rows_"]:
+        return True
+    return len(lines) >= 2 and lines[0].startswith("|") and set(lines[1]) <= set("|-: ")
+
+
+def _table_data_rows(text: str) -> list[str]:
+    """The data rows of a markdown table (none for "_no rows_")."""
+    lines = text.strip().splitlines()
+    return [line for line in lines[2:] if line.startswith("|")]

@@ -1,5 +1,6 @@
 """The web UI: the webserver starts, GraphQL lists the asset and its partitions, and headless
-Chromium (Debian's, driven by Playwright) renders the asset graph showing ``raw_documents``."""
+Chromium (Debian's, driven by Playwright) renders the asset graph showing ``raw_documents``
+and a chart metadata entry in place on an asset's page."""
 
 import json
 import os
@@ -11,8 +12,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -48,9 +53,15 @@ def _graphql(base: str, query: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@pytest.fixture(scope="module")
+def webserver(dagster_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = dagster_home
     port = _free_port()
     env = {
         **os.environ,
@@ -131,3 +142,59 @@ def test_chromium_renders_the_asset_graph(webserver: str) -> None:
         finally:
             browser.close()
     assert (SCREENSHOTS / "asset_graph.png").stat().st_size > 10_000
+
+
+def _skip_first_visit_dialog(page: "Page") -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    skip = page.get_by_role("button", name="Skip")  # the newsletter dialog of a first visit
+    try:
+        skip.first.wait_for(timeout=20_000)
+        skip.first.click()
+    except PlaywrightTimeout:
+        pass
+
+
+def test_chart_metadata_is_visible_on_the_asset_page(
+    webserver: str, dagster_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loss curve as the asset reports it: the image shows on the asset's Overview tab,
+    loaded, without opening a "[Show Markdown]" dialog."""
+    from dagster import AssetMaterialization, DagsterInstance
+    from playwright.sync_api import sync_playwright
+
+    from llmstack_dagster.assets.common import chart_metadata
+    from llmstack_dagster.assets.pretraining import loss_curve_png
+    from llmstack_dagster.core.storage import Storage
+
+    store = Storage(str(tmp_path / "store"))
+    metrics = [{"step": s, "train/loss": 7.0 - s / 10, "val/loss": 7.1 - s / 10} for s in (0, 10)]
+    store.write_bytes("pretrained_checkpoint/loss_curve.png", loss_curve_png(metrics))
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))  # dagster.yaml reads it
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        chart = chart_metadata(
+            instance, store, "pretrained_checkpoint/loss_curve.png", "loss curve"
+        )
+        assert "/logs/" in chart.value and len(chart.value) < 1000  # short enough to show inline
+        instance.report_runless_asset_event(
+            AssetMaterialization("pretrained_checkpoint", metadata={"loss_curve": chart})
+        )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(f"{webserver}/assets/pretrained_checkpoint", timeout=120_000)
+            page.get_by_text("pretrained_checkpoint").first.wait_for(timeout=120_000)
+            _skip_first_visit_dialog(page)
+            image = page.locator('img[alt="loss curve"]').first
+            image.wait_for(state="visible", timeout=60_000)
+            page.wait_for_function(
+                "e => e.complete && e.naturalWidth > 0", arg=image.element_handle(), timeout=30_000
+            )
+            assert page.get_by_role("dialog").count() == 0
+            assert page.get_by_text("[Show Markdown]").count() == 0
+            image.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOTS / "asset_chart.png"), full_page=True)
+        finally:
+            browser.close()

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
-from dagster import AutomationCondition, MetadataValue, StaticPartitionsDefinition
+from dagster import (
+    AutomationCondition,
+    DagsterInstance,
+    MetadataValue,
+    StaticPartitionsDefinition,
+)
+from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 
 from llmstack_dagster.core.curation.demo import load_corpus
 from llmstack_dagster.core.storage import ShardManifest, Storage
@@ -57,6 +65,50 @@ def yaml_overrides(path: str) -> dict[str, Any]:
 def png_markdown(png: bytes, title: str) -> str:
     """A PNG inlined as a data URI, so the UI shows it without access to the storage root."""
     return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+# Dagster 1.13's asset pages render a markdown metadata value in place only when it is shorter
+# than 1000 characters (ui-core MetadataEntry.tsx: ``mdStr.length < 1000``); a longer one, such
+# as a PNG data URI, sits behind "[Show Markdown]". So a chart shown in place is a short image
+# link, and its URL must be one the webserver answers.
+INLINE_MARKDOWN_LIMIT = 1000
+CHART_LOG_KEY = ("llmstack", "charts")
+
+
+def served_chart_url(instance: DagsterInstance, png: bytes) -> str | None:
+    """Copy a PNG where the Dagster webserver serves files and return its URL path, or None.
+
+    The only webserver route that serves a file is the captured-log download,
+    ``/logs/<key...>/<extension>``, which answers for a :class:`LocalComputeLogManager` (the
+    default) from its folder under ``$DAGSTER_HOME``; the chart is stored there under its
+    content hash. A webserver started with ``--path-prefix`` would need the prefix in front.
+    """
+    manager = instance.compute_log_manager
+    if not isinstance(manager, LocalComputeLogManager):
+        return None
+    key = [*CHART_LOG_KEY, hashlib.sha256(png).hexdigest()[:32]]
+    path = Path(manager.get_captured_local_path(key, "png"))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(png)
+        partial.replace(path)
+    return "/logs/" + "/".join(key) + "/png"
+
+
+def chart_metadata(
+    instance: DagsterInstance, storage: Storage, path: str, title: str
+) -> MetadataValue:
+    """The stored PNG chart at ``path`` as markdown the asset page shows in place: an image
+    served by the webserver and the chart's storage URL; where the webserver cannot serve it
+    (another compute log manager), the PNG as a data URI behind "[Show Markdown]"."""
+    png = storage.read_bytes(path)
+    url = served_chart_url(instance, png)
+    if url is None:
+        return MetadataValue.md(png_markdown(png, title))
+    image = f"![{title}]({url})"
+    captioned = f"{image}\n\n`{storage.url(path)}`"
+    return MetadataValue.md(captioned if len(captioned) < INLINE_MARKDOWN_LIMIT else image)
 
 
 def shard_metadata(storage: Storage, manifest: ShardManifest) -> dict[str, Any]:

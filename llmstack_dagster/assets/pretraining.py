@@ -15,15 +15,17 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from llmstack_dagster.assets.common import (
     GLOBAL_ASSETS_POOL,
     TOKENIZER_REL,
+    chart_metadata,
     markdown_table,
-    png_markdown,
     version_metadata,
     yaml_overrides,
 )
+from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 from llmstack_dagster.core.training.config import EvalConfig, OptimConfig, TrainConfig
 from llmstack_dagster.core.training.token_shards import (
     TokenShardConfig,
+    TokenShardIndex,
     manifest_hash,
     run_token_shards,
 )
@@ -132,17 +134,27 @@ def tokenized_shards(
             mixture_hash=manifest_hash(mixture),
         )
     extra = manifest.extra
+    index = TokenShardIndex.model_validate_json(store.read_bytes(extra["index"]))
+    for warning in index.warnings:
+        context.log.warning(f"tokenized_shards: {warning}")
     return MaterializeResult(
         metadata={
             "shards": MetadataValue.json([store.url(s.path) for s in manifest.shards]),
             "counts": MetadataValue.json(manifest.counts),
-            "per_domain": MetadataValue.md(
-                markdown_table([{"domain": d, **v} for d, v in extra.get("per_domain", {}).items()])
-            ),
+            "per_domain": MetadataValue.md(markdown_table(domain_split_rows(index))),
+            "warnings": MetadataValue.json(index.warnings),
             "dtype": MetadataValue.text(str(extra.get("dtype"))),
             **version_metadata(manifest),
         }
     )
+
+
+def domain_split_rows(index: TokenShardIndex) -> list[dict]:
+    """One row per domain of the index: train and val documents and tokens, the few-docs flag."""
+    return [
+        {"domain": domain, **stats.model_dump(exclude={"val_text_bytes"})}
+        for domain, stats in index.domains.items()
+    ]
 
 
 @profiled("pretrained_checkpoint")
@@ -245,23 +257,38 @@ def pretrained_checkpoint(
         )
         if store.local_path(out_rel) is None:
             store.upload_dir(out_dir, out_rel)
-    png = loss_curve_png(outcome.metrics)
-    store.write_bytes(posixpath.join(out_rel, "loss_curve.png"), png)
+    curve_rel = posixpath.join(out_rel, "loss_curve.png")
+    store.write_bytes(curve_rel, loss_curve_png(outcome.metrics))
     final = outcome.final
-    val = {k: v for k, v in final.items() if k.startswith("val/")}
     return MaterializeResult(
         metadata={
             "checkpoint": MetadataValue.path(str(outcome.checkpoint)),
             "hf_export": MetadataValue.path(str(outcome.hf_dir)),
             "steps": MetadataValue.int(int(final.get("step", 0))),
             "data_version": MetadataValue.text(str(shards.content_version)),
-            "validation": MetadataValue.md(
-                markdown_table(
-                    [{"metric": k, "value": round(float(v), 4)} for k, v in sorted(val.items())]
-                )
-            ),
+            "validation": MetadataValue.md(markdown_table(validation_rows(outcome))),
             "samples": MetadataValue.md(str(outcome.metadata.get("samples", ""))),
             "final_metrics": MetadataValue.json(final),
-            "loss_curve": MetadataValue.md(png_markdown(png, "loss curve")),
+            "loss_curve": chart_metadata(context.instance, store, curve_rel, "loss curve"),
         }
     )
+
+
+def final_val_metrics(outcome: TrainingOutcome) -> dict[str, float]:
+    """The ``val/...`` metrics of the run's summary (``metrics`` in summary.json), else of its
+    last metrics record that has a validation loss."""
+    summary = {k: v for k, v in outcome.final.get("metrics", {}).items() if k.startswith("val/")}
+    if summary:
+        return summary
+    evaluated = [m for m in outcome.metrics if "val/loss" in m]
+    return {k: v for k, v in (evaluated[-1] if evaluated else {}).items() if k.startswith("val/")}
+
+
+def validation_rows(outcome: TrainingOutcome) -> list[dict]:
+    """Validation loss and bits per byte per domain (``all``: the token-weighted loss)."""
+    rows: dict[str, dict] = {"all": {"domain": "all", "loss": "", "bpb": ""}}
+    for key, value in sorted(final_val_metrics(outcome).items()):
+        domain, _, metric = key.removeprefix("val/").rpartition("/")
+        row = rows.setdefault(domain or "all", {"domain": domain, "loss": "", "bpb": ""})
+        row[metric] = round(float(value), 4)
+    return [row for row in rows.values() if (row["loss"], row["bpb"]) != ("", "")]

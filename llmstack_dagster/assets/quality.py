@@ -24,9 +24,9 @@ from llmstack_dagster.assets.common import (
     CURATION_GROUP,
     GLOBAL_ASSETS_POOL,
     NIGHTLY_RECURATION,
+    chart_metadata,
     domain_partitions,
     markdown_table,
-    png_markdown,
     shard_metadata,
 )
 from llmstack_dagster.core.curation.quality.reference_lm import (
@@ -148,10 +148,8 @@ def quality_scored(
             "keep_rate_per_reason": MetadataValue.md(markdown_table(keep_rates)),
             "drops_per_first_reason": MetadataValue.json(extra["drops_per_first_reason"]),
             "keep_rate_per_domain": MetadataValue.json(extra["keep_rate_per_domain"]),
-            "perplexity_histogram": MetadataValue.md(
-                png_markdown(
-                    store.read_bytes(extra["perplexity_histogram_png"]), "perplexity histogram"
-                )
+            "perplexity_histogram": chart_metadata(
+                context.instance, store, extra["perplexity_histogram_png"], "perplexity histogram"
             ),
             "attribute_distributions": MetadataValue.json(extra["distributions"]),
             "scored_shards": MetadataValue.json(

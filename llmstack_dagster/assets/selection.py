@@ -17,13 +17,14 @@ from llmstack_dagster.assets.common import (
     GLOBAL_ASSETS_POOL,
     NIGHTLY_RECURATION,
     TOKENIZER_REL,
+    chart_metadata,
     domain_partitions,
     markdown_table,
-    png_markdown,
     shard_metadata,
     yaml_overrides,
 )
 from llmstack_dagster.core.curation.selection.alpha import AlphaConfig
+from llmstack_dagster.core.curation.selection.composition import domain_markdown, domain_rows
 from llmstack_dagster.core.curation.selection.dsir import DSIRConfig, fit_dsir_target, select_dsir
 from llmstack_dagster.core.curation.selection.mixture import materialize_mixture
 from llmstack_dagster.core.curation.selection.mixture_plan import MixtureConfig
@@ -158,8 +159,11 @@ def sampled_mixture(
         metadata={
             **shard_metadata(store, manifest),
             "composition": MetadataValue.md(extra["composition_markdown"]),
-            "composition_chart": MetadataValue.md(
-                png_markdown(store.read_bytes(extra["chart_path"]), "planned vs realized shares")
+            "composition_by_domain": MetadataValue.md(
+                domain_markdown(domain_rows(extra["composition_buckets"]))
+            ),
+            "composition_chart": chart_metadata(
+                context.instance, store, extra["chart_path"], "planned vs realized shares"
             ),
             "plan": MetadataValue.json(plan),
             "plan_path": MetadataValue.path(store.url(extra["plan_path"])),

@@ -8,15 +8,19 @@ Layout under ``{asset}/{partition}/``::
     val/<domain>/part-00000.bin      held-out documents, one folder per domain
 
 A document goes to validation when its id hashes below ``val_fraction`` or its domain has
-fewer than ``min_val_docs`` validation documents so far, so every domain gets a val split.
+fewer than ``min_val_docs`` validation documents so far, so every domain gets a val split;
+but a domain's last document stays in training when the domain has none there yet, so no
+domain loses all of its training tokens (see :func:`_goes_to_val`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import posixpath
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import datetime
@@ -46,7 +50,9 @@ from llmstack_dagster.core.training.tokenizer import (
 )
 
 INDEX_FILE = "index.json"
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: a domain's last document stays in training when it has none there
+
+log = logging.getLogger(__name__)
 
 
 class TokenShardConfig(BaseModel):
@@ -73,6 +79,10 @@ class DomainStats(BaseModel):
     val_docs: int = 0
     val_tokens: int = 0
     val_text_bytes: int = 0
+    few_docs: bool = Field(
+        default=False,
+        description="the domain has <= min_val_docs documents: its val split is short or empty",
+    )
 
 
 class TokenShardIndex(BaseModel):
@@ -89,6 +99,7 @@ class TokenShardIndex(BaseModel):
     date_max: datetime | None = None
     shards: list[TokenShard] = Field(default_factory=list)
     domains: dict[str, DomainStats] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
 
     def split_shards(self, split: str, domain: str | None = None) -> list[TokenShard]:
         return [
@@ -183,6 +194,48 @@ def _is_val(doc_id: str, seed: int, fraction: float) -> bool:
     return xxhash.xxh64_intdigest(doc_id.encode(), seed=seed) / 2**64 < fraction
 
 
+def _goes_to_val(doc_id: str, dom: DomainStats, remaining: int, config: TokenShardConfig) -> bool:
+    """The train/val decision for one document of a domain (``remaining``: its domain's
+    documents still to come).
+
+    A domain's last document never goes to validation while the domain has no training
+    document: every domain keeps training tokens, at the price of a short (or, for a
+    one-document domain, no) validation split, which the index flags (``few_docs``). We keep
+    whole documents rather than cutting a long one into train and val windows: windows of one
+    document would put text the model trained on next to its validation text, and the split
+    would stop being by document (the lineage and the val/train counts are per document).
+    """
+    if dom.train_docs == 0 and remaining == 0:
+        return False
+    forced = dom.val_docs < config.min_val_docs
+    return forced or _is_val(doc_id, config.seed, config.val_fraction)
+
+
+def _domain_doc_counts(storage: Storage, inputs: ShardManifest) -> Counter[str]:
+    """Documents per domain in the input mixture (a pass over the ``domain`` column only)."""
+    counts: Counter[str] = Counter()
+    for _, table in iter_shard_tables(storage, inputs.shards, columns=["domain"]):
+        counts.update(table.column("domain").to_pylist())
+    return counts
+
+
+def _few_docs_warnings(
+    stats: dict[str, DomainStats], doc_counts: Counter[str], min_val_docs: int
+) -> list[str]:
+    """Flag every domain with <= ``min_val_docs`` documents; a warning per flagged domain."""
+    warnings = []
+    for domain, dom in sorted(stats.items()):
+        dom.few_docs = doc_counts[domain] <= min_val_docs
+        if dom.few_docs:
+            warnings.append(
+                f"domain {domain!r} has {doc_counts[domain]} document(s) (<= min_val_docs="
+                f"{min_val_docs}): {dom.train_docs} train / {dom.val_docs} val documents"
+            )
+    for message in warnings:
+        log.warning("tokenized shards: %s", message)
+    return warnings
+
+
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -235,6 +288,7 @@ def _write_token_shards(
     vocab_size = tokenizer.get_vocab_size()
     dtype = token_dtype(vocab_size)
     train = _SplitWriter(storage, base, "train", "train", None, dtype, config.max_tokens_per_shard)
+    doc_counts = _domain_doc_counts(storage, inputs)
     val: dict[str, _SplitWriter] = {}
     stats: dict[str, DomainStats] = {}
     date_min: datetime | None = None
@@ -276,9 +330,8 @@ def _write_token_shards(
                 dom = stats.setdefault(domain, DomainStats())
                 doc = np.concatenate([ids, eos])
                 n_bytes = len(text.encode("utf-8"))
-                if dom.val_docs < config.min_val_docs or _is_val(
-                    doc_id, config.seed, config.val_fraction
-                ):
+                remaining = doc_counts[domain] - dom.train_docs - dom.val_docs - 1
+                if _goes_to_val(doc_id, dom, remaining, config):
                     writer = val.get(domain)
                     if writer is None:
                         writer = val[domain] = _SplitWriter(
@@ -300,6 +353,7 @@ def _write_token_shards(
                     dom.train_tokens += len(doc)
     for writer in [train, *val.values()]:
         writer.flush()
+    warnings = _few_docs_warnings(stats, doc_counts, config.min_val_docs)
     storage.write_bytes(posixpath.join(base, TOKENIZER_FILE), tokenizer.to_str().encode())
     index = TokenShardIndex(
         dtype=dtype.name,
@@ -312,6 +366,7 @@ def _write_token_shards(
         date_max=date_max,
         shards=[*train.shards, *(s for d in sorted(val) for s in val[d].shards)],
         domains=dict(sorted(stats.items())),
+        warnings=warnings,
     )
     storage.write_bytes(posixpath.join(base, INDEX_FILE), index.model_dump_json(indent=2).encode())
     return ShardManifest(
@@ -334,5 +389,6 @@ def _write_token_shards(
             "vocab_size": vocab_size,
             "tokenizer_hash": index.tokenizer_hash,
             "mixture_hash": index.mixture_hash,
+            "warnings": warnings,
         },
     )

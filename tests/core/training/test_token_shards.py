@@ -1,9 +1,11 @@
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from llmstack_dagster.core.storage import read_manifest
+from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, documents_table, make_document
+from llmstack_dagster.core.storage import ShardManifest, ShardWriter, read_manifest
 from llmstack_dagster.core.training.token_shards import (
     TokenShardConfig,
     load_token_index,
@@ -76,3 +78,35 @@ def test_parallel_workers_give_identical_output(
         assert (parallel / shard.path).read_bytes() == (token_data / shard.path).read_bytes()
     written = read_manifest(storage, "tokenized_parallel", None)
     assert written.counts["documents"] == sum(s.rows for s in manifest.shards)
+
+
+def test_a_single_document_domain_keeps_its_training_tokens(corpus, tokenizer_file, caplog) -> None:
+    storage, manifest = corpus
+    rows = [row for s in manifest.shards for row in storage.read_table(s.path).to_pylist()]
+    day = datetime(2024, 4, 1, tzinfo=UTC)
+    lone = make_document(
+        id="arxiv/1", text=rows[0]["text"], domain="academic", source="arxiv", created=day
+    )
+    pair = [
+        make_document(
+            id=f"wiki/{i}", text=rows[i]["text"], domain="wiki", source="wiki", created=day
+        )
+        for i in (1, 2)
+    ]
+    writer = ShardWriter(storage, "mixture/few", DOCUMENT_SCHEMA, max_rows=200)
+    writer.write_table(documents_table([lone, *rows, *pair]))
+    few = ShardManifest(asset="mixture", partition="few", shards=writer.close())
+    config = TokenShardConfig(val_fraction=0.5, min_val_docs=2, num_workers=0)
+    result = run_token_shards(storage, few, tokenizer_file, config, asset="tokenized_few")
+    index = load_token_index(Path(storage.local_path(result.folder)))
+    academic, wiki = index.domains["academic"], index.domains["wiki"]
+    # the only document stays in training: no val split for this domain, and a flag
+    assert (academic.train_docs, academic.val_docs) == (1, 0) and academic.train_tokens > 0
+    assert not index.split_shards("val", "academic")
+    assert (wiki.train_docs, wiki.val_docs) == (1, 1)
+    assert academic.few_docs and wiki.few_docs
+    assert not any(index.domains[d].few_docs for d in ("books", "code", "news"))
+    assert all(d.train_docs > 0 for d in index.domains.values())
+    assert [w.split("'")[1] for w in index.warnings] == ["academic", "wiki"]
+    assert result.extra["warnings"] == index.warnings
+    assert "academic" in caplog.text

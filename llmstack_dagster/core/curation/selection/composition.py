@@ -1,4 +1,5 @@
-"""Planned versus realized composition of a mixture: table rows, Markdown and a bar chart."""
+"""Planned versus realized composition of a mixture: table rows (per unit, per bucket and per
+domain), Markdown and a bar chart."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def composition_rows(
         bucket_rows.append(
             {
                 "bucket": b.key,
+                "domain": b.domain,
                 "unit": b.unit,
                 "planned_tokens": round(b.sampled_tokens),
                 "realized_tokens": round(realized),
@@ -47,6 +49,31 @@ def composition_rows(
         for u in plan.units
     ]
     return unit_rows, bucket_rows
+
+
+def domain_rows(bucket_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-domain planned and realized tokens and shares, summed over the bucket rows."""
+    columns = ("planned_tokens", "realized_tokens", "planned_share", "realized_share")
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(columns, 0.0))
+    for row in bucket_rows:
+        for column in columns:
+            totals[row["domain"]][column] += row[column]
+    return [
+        {"domain": domain, **{c: round(v) if c.endswith("_tokens") else v for c, v in t.items()}}
+        for domain, t in sorted(totals.items())
+    ]
+
+
+def domain_markdown(rows: list[dict[str, Any]]) -> str:
+    """The per-domain rows as a Markdown table (shares in percent)."""
+    header = "| domain | planned | realized | planned % | realized % |"
+    lines = [header, "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['domain']} | {r['planned_tokens']:,} | {r['realized_tokens']:,} | "
+            f"{100 * r['planned_share']:.2f} | {100 * r['realized_share']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def composition_markdown(rows: list[dict[str, Any]]) -> str:

@@ -1,7 +1,9 @@
 """The mixture plan: a token budget split over sources (UniMax), code languages (alpha
 sampling) and, inside each, attribute buckets.
 
-1. The budget is split between prose and code: ``code_share`` of it, or code's natural share.
+1. The budget is split between prose and code: ``code_share`` of it (default 0.10, the seed's
+   data sourcing: 212B code tokens of about 2.0T, ~10%; see ``references/alpha-sampling.md``),
+   or code's natural share of the available tokens when ``code_share`` is None.
 2. Prose sources get UniMax allocations (capped at ``max_epochs``); code languages get
    ``p_i ∝ q_i ** exponent`` of the code budget (not capped: above one epoch they repeat).
 3. Inside a source or language, bucket ``b`` gets a share ``∝ attribute_weight_b x
@@ -24,13 +26,18 @@ from llmstack_dagster.core.curation.selection.token_estimate import TokenEstimat
 from llmstack_dagster.core.curation.selection.unimax import unimax_allocation
 
 Strategy = Literal["unimax", "alpha"]
+# The seed's data sourcing plans 212B code tokens of about 2.0T (10.6%), rounded to 10%.
+CODE_SHARE = 0.10
 
 
 class MixtureConfig(BaseModel):
     token_budget: int = Field(10_000_000, gt=0, description="tokens in the mixture (demo scale)")
     code_domains: list[str] = Field(default_factory=lambda: ["code"])
     code_share: float | None = Field(
-        None, ge=0.0, le=1.0, description="budget share of code; None = its natural share"
+        CODE_SHARE,
+        ge=0.0,
+        le=1.0,
+        description="budget share of code (seed: 212B of ~2.0T tokens); None = natural share",
     )
     max_epochs: float = Field(
         1.0, gt=0.0, description="epoch cap N for every source and language (seed: 1 epoch)"

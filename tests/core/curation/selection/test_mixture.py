@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 from selection_docs import document_rows
 
+from llmstack_dagster.core.curation.selection.composition import domain_rows
 from llmstack_dagster.core.curation.selection.mixture import materialize_mixture
 from llmstack_dagster.core.curation.selection.mixture_plan import MixtureConfig
 from llmstack_dagster.core.curation.selection.temporal import TemporalConfig
@@ -35,7 +36,8 @@ def _output(storage, manifest) -> pa.Table:
 
 
 def test_realized_composition_within_one_percent(storage, selected):
-    config = MixtureConfig(token_budget=1_500_000, shard_rows=1000)
+    # natural code share: every unit gets enough tokens for document granularity to stay < 1%
+    config = MixtureConfig(token_budget=1_500_000, code_share=None, shard_rows=1000)
     manifest = materialize_mixture(storage, selected, config)
     for row in manifest.extra["composition"]:
         assert row["realized_tokens"] == pytest.approx(row["planned_tokens"], rel=0.01), row
@@ -50,6 +52,28 @@ def test_realized_composition_within_one_percent(storage, selected):
     plan = storage.read_json(f"{manifest.folder}/plan.json")
     assert plan == manifest.extra["plan"]
     assert read_manifest(storage, "sampled_mixture", None) == manifest
+
+
+def test_default_code_share_per_domain(storage, selected):
+    # a budget the prose can fill (~840k prose tokens available): code is 10% of the mixture
+    manifest = materialize_mixture(storage, selected, MixtureConfig(token_budget=800_000))
+    assert manifest.extra["plan"]["unallocated_tokens"] == pytest.approx(0, abs=1)
+    domains = {r["domain"]: r for r in domain_rows(manifest.extra["composition_buckets"])}
+    assert set(domains) == {"web", "news", "wiki", "code"}
+    assert domains["code"]["planned_share"] == pytest.approx(0.10)  # the seed's ~10% of code
+    assert sum(r["planned_share"] for r in domains.values()) == pytest.approx(1.0)
+    assert sum(r["realized_share"] for r in domains.values()) == pytest.approx(1.0)
+    for row in domains.values():
+        assert abs(row["realized_share"] - row["planned_share"]) < 0.01, row
+    assert sum(r["realized_tokens"] for r in domains.values()) == pytest.approx(
+        manifest.extra["realized_tokens"], abs=len(domains)
+    )
+    # a budget beyond the prose: code keeps 10% of the budget, the rest stays unallocated
+    manifest = materialize_mixture(storage, selected, MixtureConfig(token_budget=1_500_000))
+    plan = manifest.extra["plan"]
+    assert plan["alpha_budget"] == pytest.approx(150_000) and plan["unallocated_tokens"] > 0
+    code = sum(b["sampled_tokens"] for b in plan["buckets"] if b["domain"] == "code")
+    assert code == pytest.approx(150_000)
 
 
 def test_repeats_only_above_one_epoch(storage, selected):

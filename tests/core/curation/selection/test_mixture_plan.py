@@ -7,6 +7,7 @@ from llmstack_dagster.core.curation.selection.attribute_buckets import (
     CategoricalAttribute,
 )
 from llmstack_dagster.core.curation.selection.mixture_plan import (
+    CODE_SHARE,
     BucketStats,
     MixtureConfig,
     plan_mixture,
@@ -73,8 +74,17 @@ def test_budget_above_epochs_times_total_leaves_unallocated():
 
 
 def test_natural_code_share_and_code_only():
-    plan = plan_mixture(STATS, MixtureConfig(token_budget=1000))
+    plan = plan_mixture(STATS, MixtureConfig(token_budget=1000, code_share=None))
     assert plan.alpha_budget == pytest.approx(1000 * 400 / 1150)
+    # with no prose at all, code takes the whole budget whatever code_share says
     code_only = plan_mixture(STATS[4:], MixtureConfig(token_budget=1000))
     assert code_only.alpha_budget == 1000 and code_only.unimax_budget == 0
     assert {u.unit for u in code_only.units} == {"python", "c"}
+
+
+def test_default_code_share_is_the_seeds_ten_percent():
+    assert MixtureConfig().code_share == CODE_SHARE == 0.10
+    plan = plan_mixture(STATS, MixtureConfig(token_budget=400))
+    assert plan.alpha_budget == pytest.approx(40) and plan.unimax_budget == pytest.approx(360)
+    code = sum(b.weight for b in plan.buckets if b.domain == "code")
+    assert code == pytest.approx(40 / plan.planned_tokens)
