@@ -41,6 +41,8 @@ def plan_runs(asset_graph) -> list[tuple[list[AssetKey], bool]]:
     runs: list[tuple[list[AssetKey], bool]] = []
     block: list[AssetKey] = []
     for key in asset_graph.toposorted_asset_keys:
+        if not asset_graph.get(key).is_materializable:  # observed sources, not built
+            continue
         if asset_graph.get(key).partitions_def is not None:
             crosses = any(
                 not isinstance(

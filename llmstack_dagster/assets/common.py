@@ -5,20 +5,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from dagster import (
+    AssetExecutionContext,
     AutomationCondition,
     DagsterInstance,
+    DataVersion,
+    MaterializeResult,
     MetadataValue,
     StaticPartitionsDefinition,
 )
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 
 from llmstack_dagster.core.curation.demo import load_corpus
-from llmstack_dagster.core.storage import ShardManifest, Storage
+from llmstack_dagster.core.storage import ShardManifest, Storage, read_manifest
 from llmstack_dagster.profiles import active_profile
 
 CURATION_GROUP = "curation"
@@ -27,12 +31,26 @@ CURATION_GROUP = "curation"
 GLOBAL_ASSETS_POOL = "llmstack_global_assets"
 NIGHTLY_CRON_ENV = "LLMSTACK_NIGHTLY_CRON"
 DEFAULT_NIGHTLY_CRON = "0 2 * * *"
-# Nightly re-curation, declaratively: after each cron tick, every domain partition of a
-# curation asset runs once its parents have updated, and each unpartitioned asset runs once,
-# after every partition it reads (the nightly_recuration sensor evaluates it).
-NIGHTLY_RECURATION = AutomationCondition.on_cron(
+# Nightly re-curation, declaratively (the nightly_recuration sensor evaluates both):
+# - each cron tick observes every domain's source files (corpus_sources: a data version from
+#   their sizes, mtimes and config);
+# - a curation asset partition runs when it is missing, its code version changed, or the data
+#   version of one of its parents changed, once no parent is missing or in progress. An
+#   unpartitioned asset thus runs once, after the partitions it reads. A stage whose content
+#   version is unchanged commits nothing and materializes nothing, so nothing below it runs.
+NIGHTLY_OBSERVATION = AutomationCondition.on_cron(
     os.environ.get(NIGHTLY_CRON_ENV, "") or DEFAULT_NIGHTLY_CRON, cron_timezone="UTC"
 )
+RECURATE_ON_CHANGE = (
+    (
+        AutomationCondition.missing().newly_true()
+        | AutomationCondition.code_version_changed()
+        | AutomationCondition.any_deps_match(AutomationCondition.data_version_changed())
+    ).since_last_handled()
+    & ~AutomationCondition.any_deps_missing()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("recurate_on_change")
 TOKENIZER_REL = "tokenizer/tokenizer.json"  # where the tokenizer asset stores its file
 
 # Partitions come from the configured corpus (LLMSTACK_CORPUS_CONFIG) or the demo's domains.
@@ -109,6 +127,33 @@ def chart_metadata(
     image = f"![{title}]({url})"
     captioned = f"{image}\n\n`{storage.url(path)}`"
     return MetadataValue.md(captioned if len(captioned) < INLINE_MARKDOWN_LIMIT else image)
+
+
+def committed_version(storage: Storage, asset: str, partition: str | None) -> str | None:
+    """The version an asset partition's pointer names now, or None before the first one."""
+    try:
+        return read_manifest(storage, asset, partition).version
+    except FileNotFoundError:
+        return None
+
+
+def materialization(
+    context: AssetExecutionContext,
+    manifest: ShardManifest,
+    previous: str | None,
+    metadata: Callable[[], dict[str, Any]],
+) -> MaterializeResult | None:
+    """The materialization of a stage's output, its data version being its content version;
+    None (and a log line) when the stage found its inputs, config and code unchanged and
+    returned the version already committed, so nothing downstream is triggered."""
+    if manifest.version == previous:
+        where = f"{manifest.asset}" + (f"[{manifest.partition}]" if manifest.partition else "")
+        context.log.info(f"{where}: unchanged (content version {manifest.content_version}), "
+                         f"{manifest.version} stays; nothing new to materialize")  # fmt: skip
+        return None
+    return MaterializeResult(
+        metadata=metadata(), data_version=DataVersion(str(manifest.content_version))
+    )
 
 
 def shard_metadata(storage: Storage, manifest: ShardManifest) -> dict[str, Any]:

@@ -24,9 +24,11 @@ from dagster import (
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
     GLOBAL_ASSETS_POOL,
-    NIGHTLY_RECURATION,
+    RECURATE_ON_CHANGE,
+    committed_version,
     domain_partitions,
     markdown_table,
+    materialization,
     shard_metadata,
 )
 from llmstack_dagster.core.curation.dedup.clusters import find_duplicate_clusters
@@ -58,25 +60,28 @@ class DedupAssetConfig(Config):
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
-    automation_condition=NIGHTLY_RECURATION,
+    automation_condition=RECURATE_ON_CHANGE,
+    output_required=False,
     deps=["raw_documents"],
     description="Per-document exact (xxh3-128 of NFC, whitespace-collapsed text) and MinHash "
     "fingerprints, stored per shard with one column per LSH band.",
 )
 def document_fingerprints(
     context: AssetExecutionContext, config: DedupAssetConfig, storage: StorageResource
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult]:
     store = storage.get()
-    raw = read_manifest(store, "raw_documents", context.partition_key)
-    manifest = compute_fingerprints(store, raw, context.partition_key, config.core())
-    return MaterializeResult(
-        metadata={
-            **shard_metadata(store, manifest),
-            "signature_params": MetadataValue.json(manifest.extra["signature_params"]),
-            "docs_per_s": MetadataValue.float(float(manifest.extra["docs_per_s"])),
-            "mb_per_s": MetadataValue.float(float(manifest.extra["mb_per_s"])),
-        }
-    )
+    domain = context.partition_key
+    previous = committed_version(store, "document_fingerprints", domain)
+    raw = read_manifest(store, "raw_documents", domain)
+    manifest = compute_fingerprints(store, raw, domain, config.core())
+    result = materialization(context, manifest, previous, lambda: {
+        **shard_metadata(store, manifest),
+        "signature_params": MetadataValue.json(manifest.extra["signature_params"]),
+        "docs_per_s": MetadataValue.float(float(manifest.extra["docs_per_s"])),
+        "mb_per_s": MetadataValue.float(float(manifest.extra["mb_per_s"])),
+    })  # fmt: skip
+    if result is not None:
+        yield result
 
 
 def _cluster_previews(store: Storage, sample: list[dict], chars: int = 100) -> list[dict]:
@@ -104,7 +109,8 @@ def _cluster_previews(store: Storage, sample: list[dict], chars: int = 100) -> l
 
 @asset(
     group_name=CURATION_GROUP,
-    automation_condition=NIGHTLY_RECURATION,
+    automation_condition=RECURATE_ON_CHANGE,
+    output_required=False,
     pool=GLOBAL_ASSETS_POOL,
     deps=[AssetDep("document_fingerprints", partition_mapping=AllPartitionMapping())],
     check_specs=[
@@ -122,6 +128,7 @@ def duplicate_clusters(
     context: AssetExecutionContext, config: DedupAssetConfig, storage: StorageResource
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     store = storage.get()
+    previous = committed_version(store, "duplicate_clusters", None)
     fingerprints = {
         d: read_manifest(store, "document_fingerprints", d)
         for d in domain_partitions.get_partition_keys()
@@ -129,20 +136,20 @@ def duplicate_clusters(
     manifest = find_duplicate_clusters(store, fingerprints, config.core())
     extra = manifest.extra
     context.log.info(f"dedup: {manifest.counts}")
-    yield MaterializeResult(
-        metadata={
-            **shard_metadata(store, manifest),
-            "duplicate_rate_per_domain": MetadataValue.md(
-                markdown_table([{"domain": d, **v} for d, v in extra["per_domain"].items()])
-            ),
-            "cross_domain_duplicates": MetadataValue.json(extra["cross_domain_removed"]),
-            "cluster_size_histogram": MetadataValue.json(extra["cluster_size_histogram"]),
-            "largest_clusters": MetadataValue.md(
-                markdown_table(_cluster_previews(store, extra["largest_clusters"]))
-            ),
-            "band_memory_bytes": MetadataValue.int(int(extra["band_memory_bytes"])),
-        }
-    )
+    result = materialization(context, manifest, previous, lambda: {
+        **shard_metadata(store, manifest),
+        "duplicate_rate_per_domain": MetadataValue.md(
+            markdown_table([{"domain": d, **v} for d, v in extra["per_domain"].items()])
+        ),
+        "cross_domain_duplicates": MetadataValue.json(extra["cross_domain_removed"]),
+        "cluster_size_histogram": MetadataValue.json(extra["cluster_size_histogram"]),
+        "largest_clusters": MetadataValue.md(
+            markdown_table(_cluster_previews(store, extra["largest_clusters"]))
+        ),
+        "band_memory_bytes": MetadataValue.int(int(extra["band_memory_bytes"])),
+    })  # fmt: skip
+    if result is not None:
+        yield result
     survivors = _surviving_exact_duplicates(store, fingerprints, manifest)
     yield AssetCheckResult(
         check_name="no_exact_duplicate_survives",
@@ -176,7 +183,8 @@ def _surviving_exact_duplicates(store: Storage, fingerprints: dict, clusters) ->
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
-    automation_condition=NIGHTLY_RECURATION,
+    automation_condition=RECURATE_ON_CHANGE,
+    output_required=False,
     deps=["raw_documents", "duplicate_clusters"],
     check_specs=[
         AssetCheckSpec(
@@ -196,16 +204,17 @@ def deduplicated_documents(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     store = storage.get()
     domain = context.partition_key
+    previous = committed_version(store, "deduplicated_documents", domain)
     raw = read_manifest(store, "raw_documents", domain)
     clusters = read_manifest(store, "duplicate_clusters", None)
     manifest = apply_removals(store, raw, clusters, domain, config.core())
     counts = manifest.counts
-    yield MaterializeResult(
-        metadata={
-            **shard_metadata(store, manifest),
-            "duplicate_rate": MetadataValue.float(counts["dropped"] / max(counts["in"], 1)),
-        }
-    )
+    result = materialization(context, manifest, previous, lambda: {
+        **shard_metadata(store, manifest),
+        "duplicate_rate": MetadataValue.float(counts["dropped"] / max(counts["in"], 1)),
+    })  # fmt: skip
+    if result is not None:
+        yield result
     yield AssetCheckResult(
         check_name="counts_balance",
         passed=counts["in"] == counts["kept"] + counts["dropped"],

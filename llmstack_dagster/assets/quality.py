@@ -9,7 +9,6 @@ never needs a re-run of scoring.
 from collections.abc import Iterator
 
 from dagster import (
-    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSpec,
     AssetDep,
@@ -17,17 +16,21 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
+    SpecificPartitionsPartitionMapping,
     asset,
 )
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
     GLOBAL_ASSETS_POOL,
-    NIGHTLY_RECURATION,
+    RECURATE_ON_CHANGE,
     chart_metadata,
+    committed_version,
     domain_partitions,
     markdown_table,
+    materialization,
     shard_metadata,
+    version_metadata,
 )
 from llmstack_dagster.core.curation.quality.reference_lm import (
     ReferenceLMConfig,
@@ -53,17 +56,23 @@ class ReferenceLMAssetConfig(Config):
 
 @asset(
     group_name=CURATION_GROUP,
-    automation_condition=NIGHTLY_RECURATION,
+    automation_condition=RECURATE_ON_CHANGE,
+    output_required=False,
     pool=GLOBAL_ASSETS_POOL,
-    deps=[AssetDep("deduplicated_documents", partition_mapping=AllPartitionMapping())],
+    # the partitions it reads (declarative automation still runs it after a change in another
+    # domain; its content version is then unchanged, so it commits and materializes nothing)
+    deps=[AssetDep("deduplicated_documents", partition_mapping=SpecificPartitionsPartitionMapping(
+        [*ReferenceLMAssetConfig().reference_domains, ReferenceLMAssetConfig().negatives_domain]
+    ))],  # fmt: skip
     description="KenLM n-gram model (lmplz + build_binary) on the CCNet-normalized, "
     "SentencePiece-tokenized reference corpus; head/middle/tail perplexity cut-offs; the "
     "pipeline's own quality classifier (reference = positives, raw web = negatives).",
 )
 def reference_lm(
     context: AssetExecutionContext, config: ReferenceLMAssetConfig, storage: StorageResource
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult]:
     store = storage.get()
+    previous = committed_version(store, "reference_lm", None)
     reference = {
         d: read_manifest(store, "deduplicated_documents", d) for d in config.reference_domains
     }
@@ -80,21 +89,22 @@ def reference_lm(
         ),
     )
     ref = reference_lm_of(manifest)
-    return MaterializeResult(
-        metadata={
-            "order": MetadataValue.int(ref.order),
-            "model_bytes": MetadataValue.int(ref.model_bytes),
-            "sentencepiece_vocab": MetadataValue.int(ref.vocab_size),
-            "ngram_counts": MetadataValue.json({str(k): v for k, v in ref.ngram_counts.items()}),
-            "bucket_cutoffs": MetadataValue.json(list(ref.bucket_cutoffs)),
-            "bucket_source": MetadataValue.text(ref.bucket_source),
-            "reference_docs": MetadataValue.int(ref.reference_docs),
-            "reference_perplexity_median": MetadataValue.float(ref.reference_perplexity_median),
-            "web_perplexity_median": MetadataValue.float(ref.web_perplexity_median),
-            "classifier_metrics": MetadataValue.json(ref.classifier_metrics),
-            "kenlm_model": MetadataValue.path(store.url(ref.kenlm_path)),
-        }
-    )
+    result = materialization(context, manifest, previous, lambda: {
+        "order": MetadataValue.int(ref.order),
+        "model_bytes": MetadataValue.int(ref.model_bytes),
+        "sentencepiece_vocab": MetadataValue.int(ref.vocab_size),
+        "ngram_counts": MetadataValue.json({str(k): v for k, v in ref.ngram_counts.items()}),
+        "bucket_cutoffs": MetadataValue.json(list(ref.bucket_cutoffs)),
+        "bucket_source": MetadataValue.text(ref.bucket_source),
+        "reference_docs": MetadataValue.int(ref.reference_docs),
+        "reference_perplexity_median": MetadataValue.float(ref.reference_perplexity_median),
+        "web_perplexity_median": MetadataValue.float(ref.web_perplexity_median),
+        "classifier_metrics": MetadataValue.json(ref.classifier_metrics),
+        "kenlm_model": MetadataValue.path(store.url(ref.kenlm_path)),
+        **version_metadata(manifest),
+    })  # fmt: skip
+    if result is not None:
+        yield result
 
 
 @profiled("quality_scored")
@@ -110,7 +120,8 @@ class QualityAssetConfig(Config):
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
-    automation_condition=NIGHTLY_RECURATION,
+    automation_condition=RECURATE_ON_CHANGE,
+    output_required=False,
     deps=["deduplicated_documents", "reference_lm"],
     check_specs=[
         AssetCheckSpec("counts_balance", asset="quality_scored", description="in = kept + dropped")
@@ -123,6 +134,7 @@ def quality_scored(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     store = storage.get()
     domain = context.partition_key
+    previous = committed_version(store, "quality_scored", domain)
     ref = reference_lm_of(read_manifest(store, "reference_lm", None))
     documents = read_manifest(store, "deduplicated_documents", domain)
     manifest = score_quality(
@@ -141,22 +153,22 @@ def quality_scored(
         {"reason": r, "keep_rate": round(v, 4)}
         for r, v in sorted(extra["keep_rate_per_reason"].items())
     ]
-    yield MaterializeResult(
-        metadata={
-            **shard_metadata(store, manifest),
-            "preset": MetadataValue.json(extra["preset"]),
-            "keep_rate_per_reason": MetadataValue.md(markdown_table(keep_rates)),
-            "drops_per_first_reason": MetadataValue.json(extra["drops_per_first_reason"]),
-            "keep_rate_per_domain": MetadataValue.json(extra["keep_rate_per_domain"]),
-            "perplexity_histogram": chart_metadata(
-                context.instance, store, extra["perplexity_histogram_png"], "perplexity histogram"
-            ),
-            "attribute_distributions": MetadataValue.json(extra["distributions"]),
-            "scored_shards": MetadataValue.json(
-                [store.url(s["path"]) for s in extra["scored_shards"]]
-            ),
-        }
-    )
+    result = materialization(context, manifest, previous, lambda: {
+        **shard_metadata(store, manifest),
+        "preset": MetadataValue.json(extra["preset"]),
+        "keep_rate_per_reason": MetadataValue.md(markdown_table(keep_rates)),
+        "drops_per_first_reason": MetadataValue.json(extra["drops_per_first_reason"]),
+        "keep_rate_per_domain": MetadataValue.json(extra["keep_rate_per_domain"]),
+        "perplexity_histogram": chart_metadata(
+            context.instance, store, extra["perplexity_histogram_png"], "perplexity histogram"
+        ),
+        "attribute_distributions": MetadataValue.json(extra["distributions"]),
+        "scored_shards": MetadataValue.json(
+            [store.url(s["path"]) for s in extra["scored_shards"]]
+        ),
+    })  # fmt: skip
+    if result is not None:
+        yield result
     counts = manifest.counts
     yield AssetCheckResult(
         check_name="counts_balance",

@@ -1,4 +1,5 @@
-"""``raw_documents``: each domain's sources ingested into document shards, per partition."""
+"""``corpus_sources`` (each domain's source files, observed) and ``raw_documents`` (those
+sources ingested into document shards), per domain partition."""
 
 from collections.abc import Iterator
 
@@ -8,17 +9,22 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
+    observable_source_asset,
 )
 from pydantic import Field
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
-    NIGHTLY_RECURATION,
+    NIGHTLY_OBSERVATION,
+    RECURATE_ON_CHANGE,
+    committed_version,
     domain_partitions,
     markdown_table,
+    materialization,
     shard_metadata,
 )
 from llmstack_dagster.core.curation.duplicate_ids import find_duplicate_ids
@@ -28,7 +34,8 @@ from llmstack_dagster.core.curation.source_health import (
     Severity,
     source_health,
 )
-from llmstack_dagster.core.storage import DEFAULT_MAX_SHARD_ROWS
+from llmstack_dagster.core.curation.source_versions import source_data_version
+from llmstack_dagster.core.storage import DEFAULT_MAX_SHARD_ROWS, content_version
 from llmstack_dagster.profiles import profiled
 from llmstack_dagster.resources.corpus import CorpusResource
 from llmstack_dagster.resources.storage import StorageResource
@@ -46,10 +53,27 @@ class RawDocumentsConfig(Config):
     )
 
 
+@observable_source_asset(
+    partitions_def=domain_partitions,
+    group_name=CURATION_GROUP,
+    automation_condition=NIGHTLY_OBSERVATION,
+    required_resource_keys={"corpus"},
+    description="The configured source files of one domain, observed: the data version is a "
+    "hash of every file's URL, size and modification time (or ETag) and the source config.",
+)
+def corpus_sources(context) -> DataVersion:
+    domain = context.partition_key
+    sources = context.resources.corpus.domain(domain).sources
+    versions = [source_data_version(source) for source in sources]
+    return DataVersion(content_version("corpus_sources", "1", {}, versions))
+
+
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
-    automation_condition=NIGHTLY_RECURATION,
+    automation_condition=RECURATE_ON_CHANGE,
+    output_required=False,
+    deps=[corpus_sources],
     check_specs=[
         AssetCheckSpec(
             "counts_balance",
@@ -84,22 +108,23 @@ def raw_documents(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     domain = context.partition_key
     store = storage.get()
+    previous = committed_version(store, "raw_documents", domain)
     domain_config = corpus.domain(domain)
     manifest = ingest_domain(store, domain, domain_config, max_shard_rows=config.max_shard_rows)
     extra = manifest.extra
     context.log.info(f"{domain}: {manifest.counts}")
-    yield MaterializeResult(
-        metadata={
-            **shard_metadata(store, manifest),
-            "created_min": MetadataValue.text(str(extra["created_min"])),
-            "created_max": MetadataValue.text(str(extra["created_max"])),
-            "per_source": MetadataValue.md(
-                markdown_table([{"source": k, **v} for k, v in extra["per_source"].items()])
-            ),
-            "quarantined_by_reason": MetadataValue.json(extra["quarantine_reasons"]),
-            "sample_rows": MetadataValue.md(markdown_table(extra["samples"])),
-        }
-    )
+    result = materialization(context, manifest, previous, lambda: {
+        **shard_metadata(store, manifest),
+        "created_min": MetadataValue.text(str(extra["created_min"])),
+        "created_max": MetadataValue.text(str(extra["created_max"])),
+        "per_source": MetadataValue.md(
+            markdown_table([{"source": k, **v} for k, v in extra["per_source"].items()])
+        ),
+        "quarantined_by_reason": MetadataValue.json(extra["quarantine_reasons"]),
+        "sample_rows": MetadataValue.md(markdown_table(extra["samples"])),
+    })  # fmt: skip
+    if result is not None:
+        yield result
     per_source_ok = all(
         s["read"] == s["written"] + s["quarantined"] for s in extra["per_source"].values()
     )

@@ -1,5 +1,6 @@
 """Data selection and sampling: ``dsir_selected`` per domain, then ``sampled_mixture``."""
 
+from collections.abc import Iterator
 from datetime import datetime
 
 from dagster import (
@@ -9,17 +10,20 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
+    StaticPartitionMapping,
     asset,
 )
 
 from llmstack_dagster.assets.common import (
     CURATION_GROUP,
     GLOBAL_ASSETS_POOL,
-    NIGHTLY_RECURATION,
+    RECURATE_ON_CHANGE,
     TOKENIZER_REL,
     chart_metadata,
+    committed_version,
     domain_partitions,
     markdown_table,
+    materialization,
     shard_metadata,
     yaml_overrides,
 )
@@ -49,33 +53,45 @@ class DSIRAssetConfig(Config):
         return DSIRConfig.model_validate(self.model_dump())
 
 
+def _own_and_target_domains() -> StaticPartitionMapping:
+    """quality_scored[d] -> dsir_selected[d], and each target domain -> every domain."""
+    domains = domain_partitions.get_partition_keys()
+    targets = set(DSIRAssetConfig().target_domains)
+    return StaticPartitionMapping(
+        {d: set(domains) if d in targets else {d} for d in domains}
+    )
+
+
 @asset(
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
-    automation_condition=NIGHTLY_RECURATION,
-    deps=[AssetDep("quality_scored", partition_mapping=AllPartitionMapping())],
+    automation_condition=RECURATE_ON_CHANGE,
+    output_required=False,
+    # a domain's selection reads its own scores and the target domains' scores
+    deps=[AssetDep("quality_scored", partition_mapping=_own_and_target_domains())],
     description="DSIR importance resampling per domain: hashed uni+bigram models of the target "
     "(reference) corpus and of the domain; Gumbel top-k keeps keep_fraction of the domain; "
     "every document's log-importance weight is kept.",
 )
 def dsir_selected(
     context: AssetExecutionContext, config: DSIRAssetConfig, storage: StorageResource
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult]:
     store = storage.get()
+    previous = committed_version(store, "dsir_selected", context.partition_key)
     core = config.core()
     target = {d: read_manifest(store, "quality_scored", d) for d in core.target_domains}
     target_counts = fit_dsir_target(store, target, core)
     documents = read_manifest(store, "quality_scored", context.partition_key)
     manifest = select_dsir(store, documents, context.partition_key, target_counts, core)
     extra = manifest.extra
-    return MaterializeResult(
-        metadata={
-            **shard_metadata(store, manifest),
-            "realized_keep_fraction": MetadataValue.float(float(extra["realized_keep_fraction"])),
-            "log_weight_kept": MetadataValue.json(extra["log_weight_kept"]),
-            "log_weight_dropped": MetadataValue.json(extra["log_weight_dropped"]),
-        }
-    )
+    result = materialization(context, manifest, previous, lambda: {
+        **shard_metadata(store, manifest),
+        "realized_keep_fraction": MetadataValue.float(float(extra["realized_keep_fraction"])),
+        "log_weight_kept": MetadataValue.json(extra["log_weight_kept"]),
+        "log_weight_dropped": MetadataValue.json(extra["log_weight_dropped"]),
+    })  # fmt: skip
+    if result is not None:
+        yield result
 
 
 @profiled("sampled_mixture")
@@ -135,7 +151,8 @@ def _token_counter(store):
 
 @asset(
     group_name=CURATION_GROUP,
-    automation_condition=NIGHTLY_RECURATION,
+    automation_condition=RECURATE_ON_CHANGE,
+    output_required=False,
     pool=GLOBAL_ASSETS_POOL,
     deps=[AssetDep("dsir_selected", partition_mapping=AllPartitionMapping())],
     description="The token budget turned into a mixture plan (UniMax over English sources, "
@@ -144,8 +161,9 @@ def _token_counter(store):
 )
 def sampled_mixture(
     context: AssetExecutionContext, config: MixtureAssetConfig, storage: StorageResource
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult]:
     store = storage.get()
+    previous = committed_version(store, "sampled_mixture", None)
     selected = {
         d: read_manifest(store, "dsir_selected", d) for d in domain_partitions.get_partition_keys()
     }
@@ -155,8 +173,7 @@ def sampled_mixture(
     context.log.info(
         f"mixture: planned {extra['planned_tokens']} tokens, realized {extra['realized_tokens']}"
     )
-    return MaterializeResult(
-        metadata={
+    result = materialization(context, manifest, previous, lambda: {
             **shard_metadata(store, manifest),
             "composition": MetadataValue.md(extra["composition_markdown"]),
             "composition_by_domain": MetadataValue.md(
@@ -175,5 +192,6 @@ def sampled_mixture(
                 f"{extra['realized_created_min']} .. {extra['realized_created_max']}"
             ),
             "buckets": MetadataValue.md(markdown_table(extra["composition_buckets"][:50])),
-        }
-    )
+    })  # fmt: skip
+    if result is not None:
+        yield result

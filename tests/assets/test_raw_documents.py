@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from dagster import materialize
+from support.documents import write_jsonl
 
 from llmstack_dagster.assets.common import domain_partitions
 from llmstack_dagster.assets.raw_documents import raw_documents
@@ -32,3 +33,32 @@ def test_every_domain_materializes_with_passing_checks(tmp_path: Path) -> None:
         }
         manifest = read_manifest(Storage(root), "raw_documents", domain)
         assert manifest.rows == meta["rows"].value
+
+
+def test_unchanged_sources_materialize_nothing_and_a_touched_file_does(tmp_path: Path) -> None:
+    corpus_file = write_jsonl(tmp_path / "web.jsonl", 30)
+    config = tmp_path / "corpus.yaml"
+    config.write_text(
+        "domains:\n  web:\n    sources:\n"
+        f"      - {{name: gen, kind: jsonl, paths: ['{corpus_file}']}}\n"
+    )
+    resources = {
+        "storage": StorageResource(root=str(tmp_path / "store")),
+        "corpus": CorpusResource(config_path=str(config)),
+    }
+
+    def run() -> tuple[int, list[str]]:
+        result = materialize([raw_documents], partition_key="web", resources=resources)
+        assert result.success
+        checks = [c.check_name for c in result.get_asset_check_evaluations() if c.passed]
+        return len(result.asset_materializations_for_node("raw_documents")), checks
+
+    first, _ = run()
+    again, checks = run()
+    assert (first, again) == (1, 0)
+    assert sorted(checks) == ["counts_balance", "mapped_fields_present", "sources_yield",
+                              "unique_ids"]  # fmt: skip
+    write_jsonl(corpus_file, 31)  # the file changed: a new content version
+    touched, _ = run()
+    assert touched == 1
+    assert read_manifest(Storage(str(tmp_path / "store")), "raw_documents", "web").rows == 31

@@ -6,7 +6,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dagster import AssetMaterialization, DagsterInstance, evaluate_automation_conditions
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
+    DagsterInstance,
+    evaluate_automation_conditions,
+)
 
 from llmstack_dagster.assets.common import CURATION_GROUP, GLOBAL_ASSETS_POOL, domain_partitions
 from llmstack_dagster.definitions import defs
@@ -15,50 +21,101 @@ from llmstack_dagster.jobs.curation import nightly_recuration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _nightly_ticks(start: datetime, minutes: int) -> list[tuple[str, list[str | None]]]:
-    """Evaluate the curation assets' automation conditions minute by minute from ``start``,
-    recording what each evaluation requests and then reporting it materialized."""
-    requested: list[tuple[str, list[str | None]]] = []
-    cursor = None
-    with DagsterInstance.ephemeral() as instance:
-        for minute in range(minutes):
+class Nightly:
+    """The curation assets' automation conditions evaluated minute by minute on an ephemeral
+    instance. What is requested is reported back as done: sources as observations of their
+    current data version, assets as materializations, except those listed as ``unchanged``
+    (a stage whose content version did not change commits and materializes nothing)."""
+
+    def __init__(self, instance: DagsterInstance) -> None:
+        self.instance = instance
+        self.cursor = None
+        self.runs = 0  # each materialization gets a new data version
+        self.sources = dict.fromkeys(domain_partitions.get_partition_keys(), "v1")
+
+    def night(self, day: int, unchanged: set[tuple[str, str | None]] = frozenset()):
+        requested: list[tuple[str, str | None]] = []
+        start = datetime(2026, 11, day, 1, 58, tzinfo=UTC)
+        for minute in range(15):
             result = evaluate_automation_conditions(
-                defs=defs, instance=instance, cursor=cursor,
+                defs=defs, instance=self.instance, cursor=self.cursor,
                 evaluation_time=start + timedelta(minutes=minute),
             )  # fmt: skip
-            cursor = result.cursor
+            self.cursor = result.cursor
             for item in result.results:
-                if not item.true_subset.size:
-                    continue
-                partitioned = defs.resolve_assets_def(item.key).partitions_def is not None
-                keys = (
-                    sorted(item.true_subset.expensively_compute_partition_keys())
-                    if partitioned
-                    else [None]
-                )
-                requested.append((item.key.to_user_string(), keys))
-                for key in keys:
-                    event = AssetMaterialization(item.key, partition=key)
-                    instance.report_runless_asset_event(event)
-    return requested
+                if item.true_subset.size:
+                    requested += self._report(item.key, item.true_subset, unchanged)
+        return requested
+
+    def _report(self, key: AssetKey, subset, unchanged) -> list[tuple[str, str | None]]:
+        name = key.to_user_string()
+        partitioned = defs.resolve_asset_graph().get(key).partitions_def is not None
+        keys = sorted(subset.expensively_compute_partition_keys()) if partitioned else [None]
+        for partition in keys:
+            if name == "corpus_sources":
+                tags = {"dagster/data_version": self.sources[partition]}
+                event = AssetObservation(key, partition=partition, tags=tags)
+            elif (name, partition) in unchanged:
+                continue
+            else:
+                self.runs += 1
+                tags = {"dagster/data_version": f"{name}-{partition}-{self.runs}"}
+                event = AssetMaterialization(key, partition=partition, tags=tags)
+            self.instance.report_runless_asset_event(event)
+        return [(name, p) for p in keys]
+
+
+def _curation_keys() -> list[str]:
+    graph = defs.resolve_asset_graph()
+    return sorted(k.to_user_string() for k in graph.get_all_asset_keys()
+                  if graph.get(k).group_name == CURATION_GROUP)  # fmt: skip
 
 
 def test_one_nightly_tick_covers_every_partition_once_and_each_global_asset_once() -> None:
-    requested = _nightly_ticks(datetime(2026, 11, 24, 1, 58, tzinfo=UTC), 15)
+    with DagsterInstance.ephemeral() as instance:
+        requested = Nightly(instance).night(24)
     domains = sorted(domain_partitions.get_partition_keys())
-    curation = [k for k in defs.resolve_asset_graph().get_all_asset_keys()
-                if defs.resolve_assets_def(k).group_names_by_key[k] == CURATION_GROUP]  # fmt: skip
     per_asset: dict[str, list[str | None]] = {}
-    for name, keys in requested:
-        per_asset.setdefault(name, []).extend(keys)
-    assert sorted(per_asset) == sorted(k.to_user_string() for k in curation)
+    for name, partition in requested:
+        per_asset.setdefault(name, []).append(partition)
+    assert sorted(per_asset) == _curation_keys()
     for name, keys in per_asset.items():
-        partitioned = defs.resolve_assets_def(name).partitions_def is not None
+        partitioned = defs.resolve_asset_graph().get(AssetKey(name)).partitions_def is not None
         assert sorted(keys, key=str) == (domains if partitioned else [None]), name
     # global assets come after every partition they read
     order = [name for name, _ in requested]
-    assert order.index("duplicate_clusters") > order.index("document_fingerprints")
-    assert order.index("sampled_mixture") == len(order) - 1
+    assert order.index("duplicate_clusters") > max(
+        i for i, name in enumerate(order) if name == "document_fingerprints"
+    )
+    assert order[-1] == "sampled_mixture"
+
+
+def test_a_night_with_nothing_changed_materializes_nothing() -> None:
+    with DagsterInstance.ephemeral() as instance:
+        nightly = Nightly(instance)
+        nightly.night(24)
+        second = nightly.night(25)
+    assert {name for name, _ in second} == {"corpus_sources"}  # observed, nothing else
+
+
+def test_a_changed_source_recurates_its_domain_and_the_global_assets_below_it() -> None:
+    others = set(domain_partitions.get_partition_keys()) - {"code"}
+    with DagsterInstance.ephemeral() as instance:
+        nightly = Nightly(instance)
+        nightly.night(24)
+        nightly.sources["code"] = "v2"
+        # the other domains' dedup finds its removal rows unchanged, and the reference LM its
+        # reference domains unchanged: they run, commit nothing and materialize nothing
+        unchanged = {("deduplicated_documents", d) for d in others} | {("reference_lm", None)}
+        third = nightly.night(25, unchanged=unchanged)
+    work = sorted({(n, p) for n, p in third if n != "corpus_sources"}, key=str)
+    assert work == sorted(
+        [("raw_documents", "code"), ("document_fingerprints", "code"),
+         ("duplicate_clusters", None), ("reference_lm", None), ("quality_scored", "code"),
+         ("dsir_selected", "code"), ("sampled_mixture", None)]
+        + [("deduplicated_documents", d) for d in [*others, "code"]],
+        key=str,
+    )  # fmt: skip
 
 
 def test_nightly_sensor_runs_under_the_active_profile_and_globals_share_a_pool() -> None:
