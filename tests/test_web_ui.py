@@ -55,7 +55,7 @@ def _graphql(base: str, query: str) -> dict:
 @pytest.fixture(scope="module")
 def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("dagster_home")
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     return home
 
 

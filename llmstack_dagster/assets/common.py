@@ -27,7 +27,7 @@ from llmstack_dagster.profiles import active_profile
 
 CURATION_GROUP = "curation"
 # Unpartitioned assets write one shared output: at most one run writes each at a time
-# (dagster.yaml gives every pool a limit of 1).
+# (deploy/dagster.yaml gives every pool a limit of 1).
 GLOBAL_ASSETS_POOL = "llmstack_global_assets"
 NIGHTLY_CRON_ENV = "LLMSTACK_NIGHTLY_CRON"
 DEFAULT_NIGHTLY_CRON = "0 2 * * *"

@@ -1,6 +1,7 @@
 """``corpus_sources`` (each domain's source files, observed) and ``raw_documents`` (those
 sources ingested into document shards), per domain partition."""
 
+import warnings
 from collections.abc import Iterator
 
 from dagster import (
@@ -51,6 +52,9 @@ class RawDocumentsConfig(Config):
         description="a source whose quarantined (or filtered) share exceeds this fails the "
         "sources_yield check; a filter's own max_filtered_share overrides it",
     )
+
+
+warnings.filterwarnings("ignore", message="Function `observable_source_asset` is currently in beta")
 
 
 @observable_source_asset(

@@ -2,7 +2,7 @@
 
 Stages log through the standard ``logging`` module (logger names under ``llmstack_dagster``):
 ``llmstack demo`` prints them, and Dagster captures them into the run's logs
-(``python_logs`` in ``dagster.yaml``). At most one line every ``every_s`` seconds.
+(``python_logs`` in ``deploy/dagster.yaml``). At most one line every ``every_s`` seconds.
 """
 
 from __future__ import annotations

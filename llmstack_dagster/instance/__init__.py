@@ -1,1 +1,1 @@
-"""Dagster instance plug-ins named in ``dagster.yaml``."""
+"""Dagster instance plug-ins named in ``deploy/dagster.yaml``."""

@@ -51,7 +51,7 @@ def _parent(pid: int) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_run_with_a_dead_code_server_is_marked_failed(tmp_path: Path, monkeypatch) -> None:
-    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     config["run_monitoring"]["poll_interval_seconds"] = 1
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "sleepy.py").write_text(SLEEPY)

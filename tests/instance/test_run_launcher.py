@@ -52,7 +52,7 @@ def test_unknown_without_a_recorded_code_server(monkeypatch) -> None:
 
 
 def test_project_instance_config_enables_run_monitoring(tmp_path: Path, monkeypatch) -> None:
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with DagsterInstance.get() as instance:
         assert isinstance(instance.run_launcher, MonitoredRunLauncher)
