@@ -11,6 +11,7 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, MarkdownMetadataValue
 
 from llmstack_dagster.core.curation.demo import demo_corpus
+from llmstack_dagster.core.lineage import format_trace, trace_document
 from llmstack_dagster.core.storage import Storage, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +101,13 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
     assert {label for _, _, label in tables} >= {"per_domain", "validation", "composition"}
     empty = [key for key, text in tables.items() if not _table_data_rows(text)]
     assert not empty, empty
+    # lineage of one document trained on, and of one dropped by the quality stage
+    kept = trace_document(store, store.read_table(mixture.shards[0].path, ["id"])["id"][0].as_py())
+    assert kept.final.stage == "tokenized_shards", format_trace(kept)
+    assert kept.checkpoints[-1].step == summary["step"], format_trace(kept)
+    drops = read_manifest(store, "quality_scored", "web").drops
+    dropped = trace_document(store, store.read_table(drops[0].path, ["id"])["id"][0].as_py())
+    assert dropped.final.stage == "quality_scored" and dropped.final.decision == "dropped"
 
 
 def _looks_like_table(text: str) -> bool:

@@ -42,10 +42,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _graphql(base: str, query: str) -> dict:
+def _graphql(base: str, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
         f"{base}/graphql",
-        data=json.dumps({"query": query}).encode(),
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -198,3 +198,32 @@ def test_chart_metadata_is_visible_on_the_asset_page(
             page.screenshot(path=str(SCREENSHOTS / "asset_chart.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_launchpad_defaults_and_a_launched_run_follow_the_active_profile(webserver: str) -> None:
+    selector = (
+        '{repositoryLocationName: "llmstack", repositoryName: "__repository__", '
+        'pipelineName: "__ASSET_JOB", assetSelection: [{path: ["tokenizer"]}]}'
+    )
+    schema = _graphql(webserver, f"""{{
+      runConfigSchemaOrError(selector: {selector}) {{
+        __typename ... on RunConfigSchema {{ rootDefaultYaml }}
+      }}
+    }}""")["data"]["runConfigSchemaOrError"]  # fmt: skip
+    assert schema["__typename"] == "RunConfigSchema", schema
+    default_yaml = schema["rootDefaultYaml"]
+    assert "vocab_size: 4096" in default_yaml  # the demo profile, not the 32k real-run size
+    launched = _graphql(webserver, """mutation($params: ExecutionParams!) {
+      launchRun(executionParams: $params) {
+        __typename ... on LaunchRunSuccess { run { runId runConfigYaml } }
+        ... on PythonError { message }
+      }
+    }""", variables={
+        "params": {
+            "selector": {"repositoryLocationName": "llmstack", "repositoryName": "__repository__",
+                         "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["tokenizer"]}]},
+            "runConfigData": default_yaml,
+        }
+    })["data"]["launchRun"]  # fmt: skip
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    assert "vocab_size: 4096" in launched["run"]["runConfigYaml"]
