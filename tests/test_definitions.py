@@ -42,7 +42,7 @@ print("ok")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
 
 
-def test_definitions_expose_partitions_job_and_schedule() -> None:
+def test_definitions_expose_partitions_jobs_and_sensors() -> None:
     from llmstack_dagster.definitions import defs
 
     graph = defs.resolve_asset_graph()
@@ -58,4 +58,6 @@ def test_definitions_expose_partitions_job_and_schedule() -> None:
         "wiki",
     }
     assert defs.resolve_job_def("curation_job") is not None
-    assert defs.resolve_schedule_def("nightly_recuration").cron_schedule == "0 2 * * *"
+    assert defs.resolve_job_def("training_job") is not None
+    assert defs.resolve_sensor_def("nightly_recuration") is not None
+    assert defs.resolve_sensor_def("retraining_sensor") is not None

@@ -45,7 +45,7 @@ def test_local_resource_trains_in_a_subprocess(
     # Pipes log lines from the subprocess reached the Dagster event log.
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any(m.startswith("training ") and "params on cpu" in m for m in messages)
-    assert any(m.startswith("step 4: train/loss=") for m in messages)
+    assert any(m.startswith("step 4/4 (ETA ") and ": train/loss=" in m for m in messages)
 
 
 def test_cpu_config_never_uses_torchrun() -> None:
