@@ -215,7 +215,7 @@ def test_launchpad_defaults_and_a_launched_run_follow_the_active_profile(webserv
     assert "vocab_size: 4096" in default_yaml  # the demo profile, not the 32k real-run size
     launched = _graphql(webserver, """mutation($params: ExecutionParams!) {
       launchRun(executionParams: $params) {
-        __typename ... on LaunchRunSuccess { run { runId runConfigYaml } }
+        __typename ... on LaunchRunSuccess { run { runId runConfigYaml tags { key value } } }
         ... on PythonError { message }
       }
     }""", variables={
@@ -227,3 +227,5 @@ def test_launchpad_defaults_and_a_launched_run_follow_the_active_profile(webserv
     })["data"]["launchRun"]  # fmt: skip
     assert launched["__typename"] == "LaunchRunSuccess", launched
     assert "vocab_size: 4096" in launched["run"]["runConfigYaml"]
+    tags = {t["key"]: t["value"] for t in launched["run"]["tags"]}
+    assert tags["llmstack/profile"] == "demo"  # added by the project's run coordinator

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dagster import AssetSelection, AutomationConditionSensorDefinition, define_asset_job
 
 from llmstack_dagster.assets.common import CURATION_GROUP
+from llmstack_dagster.instance.run_coordinator import PROFILE_TAG
 from llmstack_dagster.profiles import active_profile
-
-PROFILE_TAG = "llmstack/profile"
 
 curation_job = define_asset_job(
     "curation_job",
