@@ -31,10 +31,15 @@ from llmstack_dagster.assets.common import (
     materialization,
     shard_metadata,
 )
+from llmstack_dagster.core.curation.dedup.clusters import CODE_VERSION as CLUSTERS_CODE_VERSION
 from llmstack_dagster.core.curation.dedup.clusters import find_duplicate_clusters
 from llmstack_dagster.core.curation.dedup.config import DedupConfig
 from llmstack_dagster.core.curation.dedup.exact import exact_hash128
+from llmstack_dagster.core.curation.dedup.fingerprints import (
+    CODE_VERSION as FINGERPRINTS_CODE_VERSION,
+)
 from llmstack_dagster.core.curation.dedup.fingerprints import compute_fingerprints
+from llmstack_dagster.core.curation.dedup.removal import CODE_VERSION as REMOVAL_CODE_VERSION
 from llmstack_dagster.core.curation.dedup.removal import apply_removals
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 from llmstack_dagster.profiles import profiled
@@ -58,6 +63,7 @@ class DedupAssetConfig(Config):
 
 
 @asset(
+    code_version=FINGERPRINTS_CODE_VERSION,
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
     automation_condition=RECURATE_ON_CHANGE,
@@ -108,6 +114,7 @@ def _cluster_previews(store: Storage, sample: list[dict], chars: int = 100) -> l
 
 
 @asset(
+    code_version=CLUSTERS_CODE_VERSION,
     group_name=CURATION_GROUP,
     automation_condition=RECURATE_ON_CHANGE,
     output_required=False,
@@ -181,6 +188,7 @@ def _surviving_exact_duplicates(store: Storage, fingerprints: dict, clusters) ->
 
 
 @asset(
+    code_version=REMOVAL_CODE_VERSION,
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
     automation_condition=RECURATE_ON_CHANGE,

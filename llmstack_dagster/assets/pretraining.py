@@ -23,6 +23,7 @@ from llmstack_dagster.assets.common import (
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 from llmstack_dagster.core.training.config import EvalConfig, OptimConfig, TrainConfig
+from llmstack_dagster.core.training.token_shards import CODE_VERSION as TOKEN_SHARDS_CODE_VERSION
 from llmstack_dagster.core.training.token_shards import (
     TokenShardConfig,
     TokenShardIndex,
@@ -109,6 +110,7 @@ class TokenShardsAssetConfig(Config):
 
 
 @asset(
+    code_version=TOKEN_SHARDS_CODE_VERSION,
     group_name=TRAINING_GROUP,
     pool=GLOBAL_ASSETS_POOL,
     deps=["sampled_mixture", "tokenizer"],

@@ -33,10 +33,14 @@ from llmstack_dagster.assets.common import (
     version_metadata,
 )
 from llmstack_dagster.core.curation.quality.reference_lm import (
+    CODE_VERSION as REFERENCE_LM_CODE_VERSION,
+)
+from llmstack_dagster.core.curation.quality.reference_lm import (
     ReferenceLMConfig,
     reference_lm_of,
     train_reference_lm,
 )
+from llmstack_dagster.core.curation.quality.scoring import CODE_VERSION as SCORING_CODE_VERSION
 from llmstack_dagster.core.curation.quality.scoring import QualityConfig, score_quality
 from llmstack_dagster.core.storage import read_manifest
 from llmstack_dagster.profiles import profiled
@@ -55,6 +59,7 @@ class ReferenceLMAssetConfig(Config):
 
 
 @asset(
+    code_version=REFERENCE_LM_CODE_VERSION,
     group_name=CURATION_GROUP,
     automation_condition=RECURATE_ON_CHANGE,
     output_required=False,
@@ -118,6 +123,7 @@ class QualityAssetConfig(Config):
 
 
 @asset(
+    code_version=SCORING_CODE_VERSION,
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
     automation_condition=RECURATE_ON_CHANGE,

@@ -29,6 +29,7 @@ from llmstack_dagster.assets.common import (
     shard_metadata,
 )
 from llmstack_dagster.core.curation.duplicate_ids import find_duplicate_ids
+from llmstack_dagster.core.curation.ingest import CODE_VERSION as INGEST_CODE_VERSION
 from llmstack_dagster.core.curation.ingest import ingest_domain
 from llmstack_dagster.core.curation.source_health import (
     DEFAULT_MAX_LOST_SHARE,
@@ -73,6 +74,7 @@ def corpus_sources(context) -> DataVersion:
 
 
 @asset(
+    code_version=INGEST_CODE_VERSION,
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
     automation_condition=RECURATE_ON_CHANGE,

@@ -29,7 +29,9 @@ from llmstack_dagster.assets.common import (
 )
 from llmstack_dagster.core.curation.selection.alpha import AlphaConfig
 from llmstack_dagster.core.curation.selection.composition import domain_markdown, domain_rows
+from llmstack_dagster.core.curation.selection.dsir import CODE_VERSION as DSIR_CODE_VERSION
 from llmstack_dagster.core.curation.selection.dsir import DSIRConfig, fit_dsir_target, select_dsir
+from llmstack_dagster.core.curation.selection.mixture import CODE_VERSION as MIXTURE_CODE_VERSION
 from llmstack_dagster.core.curation.selection.mixture import materialize_mixture
 from llmstack_dagster.core.curation.selection.mixture_plan import MixtureConfig
 from llmstack_dagster.core.curation.selection.temporal import TemporalConfig
@@ -63,6 +65,7 @@ def _own_and_target_domains() -> StaticPartitionMapping:
 
 
 @asset(
+    code_version=DSIR_CODE_VERSION,
     partitions_def=domain_partitions,
     group_name=CURATION_GROUP,
     automation_condition=RECURATE_ON_CHANGE,
@@ -150,6 +153,7 @@ def _token_counter(store):
 
 
 @asset(
+    code_version=MIXTURE_CODE_VERSION,
     group_name=CURATION_GROUP,
     automation_condition=RECURATE_ON_CHANGE,
     output_required=False,
