@@ -3,7 +3,9 @@ sampling) and, inside each, attribute buckets.
 
 1. The budget is split between prose and code: ``code_share`` of it (default 0.10, the seed's
    data sourcing: 212B code tokens of about 2.0T, ~10%; see ``references/alpha-sampling.md``),
-   or code's natural share of the available tokens when ``code_share`` is None.
+   or code's natural share of the available tokens when ``code_share`` is None. The share is
+   one of the planned mixture: when prose falls short of its part (every source at its epoch
+   cap), code's part shrinks with it, so code stays ``code_share`` of what is sampled.
 2. Prose sources get UniMax allocations (capped at ``max_epochs``); code languages get
    ``p_i ∝ q_i ** exponent`` of the code budget (not capped: above one epoch they repeat).
 3. Inside a source or language, bucket ``b`` gets a share ``∝ attribute_weight_b x
@@ -140,8 +142,13 @@ def plan_mixture(
         config.code_share,
     )
     exponent = config.alpha.exponent()
+    prose = unimax_allocation(sizes["unimax"], unimax_budget, config.max_epochs)
+    prose_tokens = sum(prose.values())
+    share = config.code_share
+    if share is not None and share < 1.0 and prose_tokens < unimax_budget:
+        alpha_budget = min(alpha_budget, prose_tokens * share / (1.0 - share))
     sampled: dict[Strategy, dict[str, float]] = {
-        "unimax": unimax_allocation(sizes["unimax"], unimax_budget, config.max_epochs),
+        "unimax": prose,
         "alpha": capped_alpha_allocation(sizes["alpha"], alpha_budget, exponent, config.max_epochs),
     }
     planned = sum(sum(per_unit.values()) for per_unit in sampled.values())
