@@ -33,7 +33,7 @@ from llmstack_dagster.core.storage import (
     partition_dir,
     read_manifest,
 )
-from llmstack_dagster.core.training.token_shards import TokenShardIndex, _is_val, manifest_hash
+from llmstack_dagster.core.training.token_shards import TokenShardIndex, manifest_hash
 
 Decision = Literal["kept", "dropped", "absent"]
 Split = Literal["train", "val", "unknown"]
@@ -53,7 +53,6 @@ CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE"
 STEP_DIR = re.compile(r"^step_\d{8}$")
 EPOCH_SUFFIX = re.compile(r"#epoch\d+$")
-SPLIT_KEY = "split"  # tokenized_shards extra / index: {"seed", "val_fraction", "min_val_docs"}
 DROP_COLUMNS = ["id", "reason", "detail"]
 
 
@@ -300,39 +299,23 @@ def _token_stage(
         detail = f"built from another mixture (mixture_hash {str(built_from)[:12]})"
         return _record(manifest, TOKENS, None, "absent", "stale", detail), None, None
     data_version = (index.data_version if index else None) or manifest.content_version
-    split = manifest.extra.get(SPLIT_KEY) or (raw_index or {}).get(SPLIT_KEY)
+    val_ids = manifest.extra.get("val_ids")
     note = None
-    if split:
-        _assign_splits(storage, mixture, domain, copies, split)
+    if val_ids and storage.exists(val_ids):
+        _assign_splits(storage, val_ids, copies)
     else:
-        note = (
-            f"train or validation: unknown (no '{SPLIT_KEY}' with seed, val_fraction and "
-            "min_val_docs in the tokenized_shards manifest or index)"
-        )
+        note = "train or validation: unknown (these token shards list no validation ids)"
     detail = f"data_version={data_version}"
     return _record(manifest, TOKENS, None, "kept", detail=detail), data_version, note
 
 
-def _assign_splits(
-    storage: Storage,
-    mixture: ShardManifest,
-    domain: str,
-    copies: list[MixtureCopy],
-    split: dict[str, Any],
-) -> None:
-    """Replay run_token_shards' rule: the first ``min_val_docs`` rows of a domain (in mixture
-    order) go to validation, then every row whose id hashes below ``val_fraction``."""
-    seed, fraction, min_val = split["seed"], split["val_fraction"], split["min_val_docs"]
-    first: list[str] = []
-    for shard in mixture.shards:
-        if len(first) >= min_val:
-            break
-        table = storage.read_table(shard.path, columns=["id", "domain"])
-        first += table.filter(pc.equal(table["domain"], domain))["id"].to_pylist()
-    forced = set(first[:min_val])
-    for copy in copies:
-        in_val = copy.id in forced or _is_val(copy.id, seed, fraction)
-        copy.split = "val" if in_val else "train"
+def _assign_splits(storage: Storage, val_ids: str, copies: list[MixtureCopy]) -> None:
+    """Each copy is in validation if the token shards list its id there, else in training."""
+    held_out = storage.read_table(val_ids, columns=["id"])["id"]
+    wanted = pa.array([c.id for c in copies], pa.string())
+    in_val = pc.is_in(wanted, value_set=held_out).to_pylist()
+    for copy, is_val in zip(copies, in_val, strict=True):
+        copy.split = "val" if is_val else "train"
 
 
 def _checkpoints(storage: Storage, data_version: str | None) -> tuple[list[CheckpointRef], int]:

@@ -203,8 +203,8 @@ def test_a_kept_document_reaches_the_checkpoint(store: Storage) -> None:
     ]
     tokens = read_manifest(store, "tokenized_shards", None)
     assert trace.data_version == tokens.content_version is not None
-    assert {c.split for c in trace.mixture_copies} == {"unknown"}
-    assert trace.split_note is not None and "unknown" in trace.split_note
+    assert {c.split for c in trace.mixture_copies} <= {"train", "val"}
+    assert trace.split_note is None
     assert [c.path for c in trace.checkpoints] == [
         "pretrained_checkpoint/checkpoints/step_00000020"
     ]
@@ -267,13 +267,14 @@ def test_an_unknown_id_is_found_nowhere(store: Storage) -> None:
     assert lines[2].split()[:3] == ["raw_documents", "wiki", "absent"]
 
 
-def test_a_recorded_split_gives_each_copy_train_or_val(store: Storage, tmp_path: Path) -> None:
-    """With the token-shard split settings recorded, the traced splits add up to the index."""
+def test_the_recorded_validation_ids_give_each_copy_its_split(
+    store: Storage, tmp_path: Path
+) -> None:
+    """The token shards list their validation ids: the traced splits add up to the index, and
+    without the list the split is reported unknown."""
     shutil.copytree(str(store.local_path("")), tmp_path / "copy")
     copy = Storage(str(tmp_path / "copy"))
     tokens = read_manifest(copy, "tokenized_shards", None)
-    split = {"seed": 0, "val_fraction": 0.2, "min_val_docs": 1}
-    write_manifest(copy, tokens.model_copy(update={"extra": {**tokens.extra, "split": split}}))
     index = TokenShardIndex.model_validate(copy.read_json(tokens.extra["index"]))
     mixture = read_manifest(copy, "sampled_mixture", None)
     ids = {
@@ -286,6 +287,11 @@ def test_a_recorded_split_gives_each_copy_train_or_val(store: Storage, tmp_path:
     assert splits.count("val") == index.domains["web"].val_docs > 0
     assert splits.count("train") == index.domains["web"].train_docs > 0
     assert trace_document(copy, "gen/doc-0").split_note is None
+    extra = {k: v for k, v in tokens.extra.items() if k != "val_ids"}
+    write_manifest(copy, tokens.model_copy(update={"extra": extra}))
+    unknown = trace_document(copy, "gen/doc-0")
+    assert {c.split for c in unknown.mixture_copies} == {"unknown"}
+    assert "unknown" in str(unknown.split_note)
 
 
 def _why(*argv: str) -> int:

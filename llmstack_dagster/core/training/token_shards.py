@@ -28,6 +28,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 from pydantic import BaseModel, Field
@@ -50,7 +51,8 @@ from llmstack_dagster.core.training.tokenizer import (
 )
 
 INDEX_FILE = "index.json"
-CODE_VERSION = "2"  # 2: a domain's last document stays in training when it has none there
+VAL_IDS_FILE = "val_ids.parquet"  # ids of the documents in the validation split
+CODE_VERSION = "3"  # 2: a domain keeps a training document; 3: val_ids.parquet
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +292,7 @@ def _write_token_shards(
     train = _SplitWriter(storage, base, "train", "train", None, dtype, config.max_tokens_per_shard)
     doc_counts = _domain_doc_counts(storage, inputs)
     val: dict[str, _SplitWriter] = {}
+    val_ids: list[str] = []
     stats: dict[str, DomainStats] = {}
     date_min: datetime | None = None
     date_max: datetime | None = None
@@ -344,6 +347,7 @@ def _write_token_shards(
                             config.max_tokens_per_shard,
                         )
                     writer.add(doc, n_bytes)
+                    val_ids.append(doc_id)
                     dom.val_docs += 1
                     dom.val_tokens += len(doc)
                     dom.val_text_bytes += n_bytes
@@ -353,6 +357,8 @@ def _write_token_shards(
                     dom.train_tokens += len(doc)
     for writer in [train, *val.values()]:
         writer.flush()
+    val_ids_rel = posixpath.join(base, VAL_IDS_FILE)  # small: the held-out documents only
+    storage.write_table(val_ids_rel, pa.table({"id": pa.array(val_ids, pa.string())}))
     warnings = _few_docs_warnings(stats, doc_counts, config.min_val_docs)
     storage.write_bytes(posixpath.join(base, TOKENIZER_FILE), tokenizer.to_str().encode())
     index = TokenShardIndex(
@@ -385,6 +391,7 @@ def _write_token_shards(
         },
         extra={
             "index": posixpath.join(base, INDEX_FILE),
+            "val_ids": val_ids_rel,
             "dtype": dtype.name,
             "vocab_size": vocab_size,
             "tokenizer_hash": index.tokenizer_hash,
