@@ -19,6 +19,7 @@ from typing import Any
 
 from dagster import (
     AssetKey,
+    DagsterEventType,
     DagsterInstance,
     Definitions,
     IdentityPartitionMapping,
@@ -111,7 +112,8 @@ class _StepFormatter(logging.Formatter):
 def _counts_line(instance: DagsterInstance, run_id: str) -> str:
     """The main counts of each asset a run materialized, on one line."""
     parts = []
-    for record in instance.get_records_for_run(run_id, of_type=_materialization()).records:
+    materialized = DagsterEventType.ASSET_MATERIALIZATION
+    for record in instance.get_records_for_run(run_id, of_type=materialized).records:
         mat = record.event_log_entry.asset_materialization
         if mat is None:
             continue
@@ -120,12 +122,6 @@ def _counts_line(instance: DagsterInstance, run_id: str) -> str:
         shown = ", ".join(f"{k} {values[k]:,}" for k in COUNT_KEYS if k in values)
         parts.append(f"{mat.asset_key.to_user_string()}" + (f" ({shown})" if shown else ""))
     return "; ".join(parts)
-
-
-def _materialization():
-    from dagster import DagsterEventType
-
-    return DagsterEventType.ASSET_MATERIALIZATION
 
 
 def _artifacts(instance: DagsterInstance, storage: Storage) -> list[tuple[str, Any]]:
