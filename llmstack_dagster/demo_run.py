@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from llmstack_dagster.core.storage import Storage, read_manifest
+from llmstack_dagster.instance.run_coordinator import PROFILE_TAG
 
 PROGRESS_LOGGER = "llmstack_dagster"
 COUNT_KEYS = ("read", "written", "quarantined", "in", "kept", "dropped", "removed",
@@ -192,7 +193,7 @@ def run_demo(profile: str) -> int:
                 instance=instance,
                 partition_key=partition,
                 run_config=run_config,
-                tags={"llmstack/trigger": "demo", "llmstack/profile": profile},
+                tags={"llmstack/trigger": "demo", PROFILE_TAG: profile},
                 raise_on_error=False,
             )
             seconds = time.monotonic() - run_started

@@ -22,7 +22,7 @@ from dagster import (
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 
 from llmstack_dagster.core.curation.demo import load_corpus
-from llmstack_dagster.core.storage import ShardManifest, Storage, read_manifest
+from llmstack_dagster.core.storage import ShardManifest, Storage, current_manifest
 from llmstack_dagster.profiles import active_profile
 
 CURATION_GROUP = "curation"
@@ -131,10 +131,8 @@ def chart_metadata(
 
 def committed_version(storage: Storage, asset: str, partition: str | None) -> str | None:
     """The version an asset partition's pointer names now, or None before the first one."""
-    try:
-        return read_manifest(storage, asset, partition).version
-    except FileNotFoundError:
-        return None
+    manifest = current_manifest(storage, asset, partition)
+    return manifest.version if manifest else None
 
 
 def materialization(

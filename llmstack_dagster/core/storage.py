@@ -241,11 +241,8 @@ def unchanged_output(
 ) -> ShardManifest | None:
     """The committed output when it was built from the same inputs, config and code (so
     rebuilding would give the same data), else None. Stages return it instead of rewriting."""
-    rel = posixpath.join(partition_dir(asset, partition), MANIFEST_NAME)
-    if not storage.exists(rel):
-        return None
-    current = ShardManifest.model_validate(storage.read_json(rel))
-    return current if current.content_version == content_version else None
+    current = current_manifest(storage, asset, partition)
+    return current if current and current.content_version == content_version else None
 
 
 def write_manifest(storage: Storage, manifest: ShardManifest) -> str:
@@ -255,14 +252,25 @@ def write_manifest(storage: Storage, manifest: ShardManifest) -> str:
     return rel
 
 
-def read_manifest(storage: Storage, asset: str, partition: str | None) -> ShardManifest:
+def current_manifest(
+    storage: Storage, asset: str, partition: str | None
+) -> ShardManifest | None:
+    """The manifest the partition's pointer holds now, or None before the first commit."""
     rel = posixpath.join(partition_dir(asset, partition), MANIFEST_NAME)
     if not storage.exists(rel):
+        return None
+    return ShardManifest.model_validate(storage.read_json(rel))
+
+
+def read_manifest(storage: Storage, asset: str, partition: str | None) -> ShardManifest:
+    manifest = current_manifest(storage, asset, partition)
+    if manifest is None:
+        rel = posixpath.join(partition_dir(asset, partition), MANIFEST_NAME)
         raise FileNotFoundError(
             f"no manifest for asset {asset!r} partition {partition!r} at {storage.url(rel)}; "
             "materialize it first"
         )
-    return ShardManifest.model_validate(storage.read_json(rel))
+    return manifest
 
 
 def new_version_name() -> str:

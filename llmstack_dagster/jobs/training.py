@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from llmstack_dagster.assets.pretraining import TRAINING_GROUP
+from llmstack_dagster.instance.run_coordinator import PROFILE_TAG
 from llmstack_dagster.profiles import active_profile
 
 RETRAIN_EVERY_ENV = "LLMSTACK_RETRAIN_EVERY_DAYS"
@@ -34,7 +35,7 @@ MIXTURE = AssetKey("sampled_mixture")
 training_job = define_asset_job(
     "training_job",
     selection=AssetSelection.groups(TRAINING_GROUP),
-    tags={"llmstack/profile": active_profile()},
+    tags={PROFILE_TAG: active_profile()},
     description="Tokenizer, token shards and the pretrained checkpoint from the current mixture.",
 )
 

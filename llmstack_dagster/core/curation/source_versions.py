@@ -16,6 +16,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from llmstack_dagster.core.curation.readers import expand_paths
+from llmstack_dagster.core.curation.readers.text_dir import text_dir_paths
 from llmstack_dagster.core.curation.sources import HuggingFaceSource, SourceBase, TextDirSource
 
 _STAMP_KEYS = ("size", "mtime", "ETag", "etag", "md5Hash", "generation", "LastModified")
@@ -32,8 +33,7 @@ def _file_stamp(url: str) -> dict[str, Any]:
 
 def _source_files(source: SourceBase) -> list[str]:
     if isinstance(source, TextDirSource):
-        fs, base = url_to_fs(source.path)
-        return sorted(fs.glob(f"{base.rstrip('/')}/{source.pattern}"))
+        return text_dir_paths(source)[2]
     return expand_paths(source, list(getattr(source, "paths", [])))
 
 

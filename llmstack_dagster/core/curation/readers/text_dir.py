@@ -28,7 +28,9 @@ def _text_file(fs: AbstractFileSystem, base: str, path: str) -> Iterator[RawReco
     yield RawRecord(path, locator, record={"id": rel, "text": text})
 
 
-def read_text_dir(source: TextDirSource) -> Iterator[RawRecord]:
+def text_dir_paths(source: TextDirSource) -> tuple[AbstractFileSystem, str, list[str]]:
+    """The folder's filesystem, its path and every entry matching the pattern, sorted; a
+    missing folder or a pattern that matches nothing is a :class:`SourceError`."""
     fs, base = url_to_fs(source.path)
     if not fs.isdir(base):
         raise SourceError(source.name, f"folder not found: {source.path}")
@@ -38,4 +40,9 @@ def read_text_dir(source: TextDirSource) -> Iterator[RawRecord]:
         raise SourceError(
             source.name, f"no file in folder {source.path!r} matches pattern {source.pattern!r}"
         )
+    return fs, base, paths
+
+
+def read_text_dir(source: TextDirSource) -> Iterator[RawRecord]:
+    fs, base, paths = text_dir_paths(source)
     yield from read_files(source, paths, lambda path: _text_file(fs, base, path))
