@@ -49,6 +49,7 @@ MIXTURE = "sampled_mixture"
 TOKENS = "tokenized_shards"
 # the checkpoint layout of core/training/checkpoint.py (not imported: it loads torch)
 CHECKPOINT_ASSET = "pretrained_checkpoint"
+RUNS = "runs"  # one folder per run identity (core/training/runs.py)
 CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE"
 STEP_DIR = re.compile(r"^step_\d{8}$")
@@ -320,11 +321,16 @@ def _assign_splits(storage: Storage, val_ids: str, copies: list[MixtureCopy]) ->
 
 def _checkpoints(storage: Storage, data_version: str | None) -> tuple[list[CheckpointRef], int]:
     """Complete checkpoints trained on ``data_version``, and how many others there are."""
-    base = posixpath.join(CHECKPOINT_ASSET, CHECKPOINTS)
+    runs = posixpath.join(CHECKPOINT_ASSET, RUNS)
+    folders = [
+        posixpath.join(runs, run, CHECKPOINTS, name)
+        for run in storage.entries(runs)
+        for name in storage.entries(posixpath.join(runs, run, CHECKPOINTS))
+    ]
     matching: list[CheckpointRef] = []
     others = 0
-    for name in storage.entries(base):
-        meta = _complete_meta(storage, posixpath.join(base, name))
+    for folder in folders:
+        meta = _complete_meta(storage, folder)
         if meta is None:
             continue
         if data_version is None or meta.get("data_version") != data_version:
@@ -332,7 +338,7 @@ def _checkpoints(storage: Storage, data_version: str | None) -> tuple[list[Check
             continue
         matching.append(
             CheckpointRef(
-                path=posixpath.join(base, name),
+                path=folder,
                 step=meta["step"],
                 tokens_seen=meta.get("tokens_seen", 0),
                 data_version=meta.get("data_version"),

@@ -119,7 +119,7 @@ def _write_quality(storage: Storage, documents: ShardManifest, domain: str) -> S
 
 
 def _write_checkpoint(storage: Storage, step: int, data_version: str, complete: bool) -> None:
-    folder = f"pretrained_checkpoint/checkpoints/step_{step:08d}"
+    folder = f"pretrained_checkpoint/runs/0123456789abcdef/checkpoints/step_{step:08d}"
     meta = CheckpointMeta(
         step=step,
         tokens_seen=step * 1024,
@@ -206,7 +206,7 @@ def test_a_kept_document_reaches_the_checkpoint(store: Storage) -> None:
     assert {c.split for c in trace.mixture_copies} <= {"train", "val"}
     assert trace.split_note is None
     assert [c.path for c in trace.checkpoints] == [
-        "pretrained_checkpoint/checkpoints/step_00000020"
+        "pretrained_checkpoint/runs/0123456789abcdef/checkpoints/step_00000020"
     ]
     assert trace.checkpoints[0].step == 20 and trace.other_checkpoints == 1
     text = format_trace(trace)

@@ -13,10 +13,13 @@ DEFAULT_PROMPTS = ["The meaning of", "def main():", "In the year", "Once upon a 
 
 
 class OptimConfig(BaseModel):
-    """AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr``.
+    """AdamW with linear warmup then a decay to ``min_lr_ratio * lr``.
 
     Defaults follow GPT-3 / Llama practice: betas (0.9, 0.95), weight decay 0.1 on matrices
-    only, gradient clipping at 1.0.
+    only, gradient clipping at 1.0. ``schedule``: ``cosine`` decays over every step after the
+    warmup (for continued pretraining this is re-warm then re-decay, Ibrahim et al. 2024);
+    ``wsd`` (warmup-stable-decay, Hu et al. 2024; Hägele et al. 2024) holds ``lr`` and decays
+    linearly over the last ``cooldown_fraction`` of the steps.
     """
 
     lr: float = 6e-4
@@ -26,6 +29,17 @@ class OptimConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     grad_clip: float = Field(default=1.0, gt=0.0)
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    cooldown_fraction: float = Field(default=0.2, gt=0.0, le=1.0)
+
+
+class InitConfig(BaseModel):
+    """Initial weights: a complete checkpoint folder of this stack, or a weights folder made
+    by the Hugging Face import. ``load_optimizer`` also restores the AdamW moments of a
+    checkpoint (continued pretraining may keep or reset them)."""
+
+    path: str
+    load_optimizer: bool = False
 
 
 class EvalConfig(BaseModel):
@@ -63,9 +77,14 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(default=2, ge=1)
     log_every: int = Field(default=10, ge=1)
     export_hf: bool = True
+    objective: str = Field(
+        default="next_token", description="the training task (see core/training/tasks.py)"
+    )
+    init: InitConfig | None = None
 
     def resolve_model(self, vocab_size: int) -> ModelConfig:
-        """The preset with the tokenizer's vocabulary and ``model_overrides`` applied."""
+        """The preset with the tokenizer's vocabulary and ``model_overrides`` applied (a run
+        with ``init`` takes its shape from the initial weights instead)."""
         overrides = {"vocab_size": vocab_size, **self.model_overrides}
         overrides.setdefault("max_seq_len", max(self.seq_len, 256))
         return model_config(self.preset, **overrides)

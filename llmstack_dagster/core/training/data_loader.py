@@ -5,6 +5,9 @@ and next-token targets) inside each shard. Each epoch visits all windows in a pe
 seeded by ``(seed, epoch)``. A global batch takes the next ``micro_batch * accum * world``
 windows; rank ``r`` gets micro-batch ``m`` at offset ``(m * world + r) * micro_batch``, so
 the global batch is the same for any split of it across ranks and accumulation steps.
+
+A batch is a dict of tensors (``input_ids`` and next-token ``targets`` here), the form every
+data source of the engine yields and every objective reads.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import torch
 from pydantic import BaseModel
 
 from llmstack_dagster.core.training.token_shards import TokenShard, TokenShardIndex, read_tokens
+
+Batch = dict[str, torch.Tensor]
 
 
 class LoaderPosition(BaseModel):
@@ -53,7 +58,8 @@ class TokenWindows:
 
 
 class TrainBatches:
-    """The training batch stream of one rank, resumable from a :class:`LoaderPosition`."""
+    """The training batch stream of one rank, resumable from a :class:`LoaderPosition`: the
+    next-token data source of the engine."""
 
     def __init__(
         self,
@@ -68,6 +74,7 @@ class TrainBatches:
         self.windows, self.micro_batch, self.accum_steps = windows, micro_batch, accum_steps
         self.seed, self.rank, self.world = seed, rank, world
         self.global_batch = micro_batch * accum_steps * world
+        self.tokens_per_step = self.global_batch * windows.seq_len
         if self.global_batch > len(windows):
             raise ValueError(f"global batch {self.global_batch} > {len(windows)} windows")
         self.position = position or LoaderPosition()
@@ -80,7 +87,7 @@ class TrainBatches:
             self._order, self._order_epoch = rng.permutation(len(self.windows)), epoch
         return self._order
 
-    def next_step(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def next_step(self) -> list[Batch]:
         """This rank's micro-batches for the next optimizer step; advances the position."""
         pos = self.position
         if pos.cursor + self.global_batch > len(self.windows):
@@ -89,6 +96,7 @@ class TrainBatches:
         micro = []
         for m in range(self.accum_steps):
             start = pos.cursor + (m * self.world + self.rank) * self.micro_batch
-            micro.append(self.windows.batch(order[start : start + self.micro_batch]))
+            x, y = self.windows.batch(order[start : start + self.micro_batch])
+            micro.append({"input_ids": x, "targets": y})
         self.position = LoaderPosition(epoch=pos.epoch, cursor=pos.cursor + self.global_batch)
         return micro

@@ -12,6 +12,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_state_dict,
+    set_model_state_dict,
     set_state_dict,
 )
 
@@ -98,6 +99,11 @@ def load_full_state(
         optim_state_dict=optim_state,
         options=StateDictOptions(full_state_dict=True),
     )
+
+
+def load_model_state(model: nn.Module, model_state: dict) -> None:
+    """Load a full model state dict (initial weights) into a possibly sharded model."""
+    set_model_state_dict(model, model_state, options=StateDictOptions(full_state_dict=True))
 
 
 def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pathlib import Path
 from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
 from llmstack_dagster.core.training.config import TrainConfig
-from llmstack_dagster.core.training.trainer import TrainResult, train
+from llmstack_dagster.core.training.engine import TrainResult, train
 
 
 def materialization_metadata(cfg: TrainConfig, result: TrainResult) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""AdamW (Loshchilov & Hutter 2019) with warmup + cosine schedule and gradient clipping."""
+"""AdamW (Loshchilov & Hutter 2019) with a warmup + cosine or warmup-stable-decay schedule."""
 
 from __future__ import annotations
 
@@ -33,9 +33,16 @@ def lr_at(step: int, max_steps: int, cfg: OptimConfig) -> float:
     """Learning rate for optimizer step ``step`` (0-based)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "wsd":
+        cooldown = max(1, round(cfg.cooldown_fraction * max_steps))
+        decay_start = max(cfg.warmup_steps, max_steps - cooldown)
+        if step < decay_start:
+            return cfg.lr
+        progress = min(1.0, (step - decay_start + 1) / max(1, max_steps - decay_start))
+        return cfg.lr + (min_lr - cfg.lr) * progress
     decay_steps = max(1, max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
-    min_lr = cfg.lr * cfg.min_lr_ratio
     return min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 

@@ -36,13 +36,16 @@ def test_resume_from_serialized_position_continues_exactly(token_data: Path) -> 
     resumed = TrainBatches(win, 4, 2, seed=7, position=LoaderPosition.model_validate_json(saved))
     for expected in steps[5:]:
         got = resumed.next_step()
-        assert all(torch.equal(a[0], b[0]) for a, b in zip(expected, got, strict=True))
+        assert all(
+            torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(expected, got, strict=True)
+        )
 
 
 def test_ranks_split_the_same_global_batch(token_data: Path) -> None:
     win = windows(token_data)
     one = TrainBatches(win, micro_batch=2, accum_steps=2, seed=1).next_step()
     ranks = [TrainBatches(win, 2, 1, seed=1, rank=r, world=2).next_step()[0] for r in (0, 1)]
-    assert torch.equal(torch.cat([x for x, _ in one]), torch.cat([x for x, _ in ranks]))
+    ids = [b["input_ids"] for b in one]
+    assert torch.equal(torch.cat(ids), torch.cat([b["input_ids"] for b in ranks]))
     other_seed = TrainBatches(win, 2, 2, seed=2).next_step()
-    assert not torch.equal(one[0][0], other_seed[0][0])
+    assert not torch.equal(one[0]["input_ids"], other_seed[0]["input_ids"])

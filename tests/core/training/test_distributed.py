@@ -23,7 +23,7 @@ def losses(out_dir: Path) -> list[float]:
 @pytest.fixture(scope="module")
 def single(token_data: Path, tmp_path_factory) -> Path:
     """One process, 2 sequences x 2 accumulation steps = the same global batch of 4."""
-    from llmstack_dagster.core.training.trainer import train
+    from llmstack_dagster.core.training.engine import train
 
     out = tmp_path_factory.mktemp("single")
     train(

@@ -19,6 +19,15 @@ def test_warmup_then_cosine_to_min_lr() -> None:
     assert lr_at(35, 110, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
 
 
+def test_warmup_stable_decay_cools_down_over_the_last_fraction() -> None:
+    cfg = OptimConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.0, schedule="wsd")
+    lrs = [lr_at(step, 100, cfg) for step in range(100)]  # cooldown: the last 20 steps
+    assert lrs[9] == 1.0 and lrs[10:80] == [1.0] * 70
+    assert lrs[80] == pytest.approx(0.95) and lrs[89] == pytest.approx(0.5)
+    assert lrs[99] == 0.0
+    assert all(a > b for a, b in zip(lrs[79:], lrs[80:], strict=False))
+
+
 def test_weight_decay_only_on_matrices() -> None:
     model = LlamaLM(
         ModelConfig(

@@ -14,7 +14,7 @@ from llmstack_dagster.core.training.checkpoint import (
     read_checkpoint_meta,
 )
 from llmstack_dagster.core.training.metrics import read_metrics
-from llmstack_dagster.core.training.trainer import SUMMARY_FILE
+from llmstack_dagster.core.training.engine import SUMMARY_FILE
 
 STEPS = 40
 

@@ -1,7 +1,14 @@
-"""The pretraining loop: seeded, resumable, single-process or torchrun (DDP / FSDP2).
+"""The training engine: one loop for every stage, single-process or torchrun (DDP / FSDP2).
 
-Resumes from the latest complete checkpoint in ``out_dir``. Given the same config the loss
-sequence is identical whether or not the run was interrupted (on CPU; on GPU up to kernel
+A stage supplies a task (``tasks.py``: an objective, a data source, its evaluation, samples
+and export); the engine owns seeding, the optimizer and schedule, gradient accumulation,
+clipping, mixed precision, ``torch.compile``, distribution, checkpoints with exact resume,
+metrics and the HF export.
+
+A run resumes only itself: ``out_dir`` records the run's identity (``run_identity.py``), and a
+config, data or initial weights with another identity is refused there. Within its identity a
+run resumes from the newest checkpoint that verifies; given the same config the loss sequence
+is identical whether or not the run was interrupted (on CPU; on GPU up to kernel
 non-determinism).
 """
 
@@ -26,15 +33,15 @@ from llmstack_dagster.core.progress import format_eta
 from llmstack_dagster.core.training.atomic import write_text_atomic
 from llmstack_dagster.core.training.checkpoint import (
     CheckpointMeta,
+    LoadedCheckpoint,
     TrainerState,
     checkpoint_dir,
-    latest_complete_checkpoint,
-    load_checkpoint,
+    load_latest_checkpoint,
     save_checkpoint,
     set_rng_state,
+    sweep_partial_checkpoints,
 )
 from llmstack_dagster.core.training.config import TrainConfig
-from llmstack_dagster.core.training.data_loader import TokenWindows, TrainBatches
 from llmstack_dagster.core.training.distributed import (
     DistEnv,
     all_reduce_mean,
@@ -43,15 +50,12 @@ from llmstack_dagster.core.training.distributed import (
     grad_sync,
     init_distributed,
     load_full_state,
+    load_model_state,
     shutdown_distributed,
     wrap_model,
 )
-from llmstack_dagster.core.training.evaluation import (
-    evaluate_domains,
-    generations_markdown,
-    sample_generations,
-)
-from llmstack_dagster.core.training.hf_export import export_hf
+from llmstack_dagster.core.training.evaluation import generations_markdown
+from llmstack_dagster.core.training.init_weights import load_init_state, weights_digest
 from llmstack_dagster.core.training.metrics import (
     MetricCallback,
     MetricsLogger,
@@ -59,11 +63,31 @@ from llmstack_dagster.core.training.metrics import (
     mfu,
 )
 from llmstack_dagster.core.training.optim import build_optimizer, lr_at, set_lr
-from llmstack_dagster.core.training.token_shards import load_token_index
-from llmstack_dagster.core.training.tokenizer import load_tokenizer
+from llmstack_dagster.core.training.run_identity import (
+    IDENTITY_FILE,
+    RunIdentity,
+    data_version,
+    read_identity,
+    run_identity,
+)
+from llmstack_dagster.core.training.tasks import TrainingTask, build_task
 
 SUMMARY_FILE = "summary.json"
 _RUNTIME_GROUP_KEYS = ("fused", "foreach", "capturable", "differentiable")
+
+
+class RunIdentityError(ValueError):
+    """``out_dir`` holds another run: resuming there would mix two runs."""
+
+
+@dataclass
+class ResumeInfo:
+    """Where this fit started and why."""
+
+    resumed: bool
+    from_step: int
+    detail: str
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -74,6 +98,8 @@ class TrainResult:
     metrics: dict[str, float]
     samples: list[dict[str, str]] = field(default_factory=list)
     samples_markdown: str = ""
+    resume: ResumeInfo | None = None
+    identity: str = ""
 
 
 def code_version() -> str:
@@ -113,6 +139,27 @@ def autocast_factory(
     return partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
+def identity_of(cfg: TrainConfig) -> RunIdentity:
+    """The identity of the run ``cfg`` describes (reads the data index and hashes the
+    initial weights, so it is cheap enough to call before dispatching)."""
+    init = weights_digest(Path(cfg.init.path)) if cfg.init else None
+    return run_identity(cfg, data_version(Path(cfg.data_dir)), init)
+
+
+def claim_run_dir(out_dir: Path, identity: RunIdentity) -> None:
+    """Record ``identity`` in ``out_dir``; refuse a folder that holds another run."""
+    existing = read_identity(out_dir)
+    if existing is not None and existing.id != identity.id:
+        changes = "; ".join(identity.changes_from(existing)) or "settings differ"
+        raise RunIdentityError(
+            f"{out_dir} holds training run {existing.id}, not {identity.id} ({changes}); "
+            "it resumes only itself: use a new output folder"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if existing is None:
+        write_text_atomic(out_dir / IDENTITY_FILE, identity.model_dump_json(indent=2))
+
+
 def train(
     cfg: TrainConfig,
     callbacks: list[MetricCallback] | None = None,
@@ -121,23 +168,27 @@ def train(
     """Run (or resume) training to ``cfg.max_steps``; under torchrun every rank calls this."""
     env = init_distributed(cfg.device)
     try:
-        return _Run(cfg, env, callbacks or [], log).fit()
+        return Engine(cfg, env, build_task(cfg, env), callbacks or [], log).fit()
     finally:
         shutdown_distributed()
 
 
-class _Run:
+class Engine:
     def __init__(
         self,
         cfg: TrainConfig,
         env: DistEnv,
+        task: TrainingTask,
         callbacks: list[MetricCallback],
         log: Callable[[str], None],
     ) -> None:
-        self.cfg, self.env, self.log = cfg, env, log
-        self.data_dir, self.out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
-        self.index = load_token_index(self.data_dir)
-        self.model_cfg = cfg.resolve_model(self.index.vocab_size)
+        self.cfg, self.env, self.task, self.log = cfg, env, task, log
+        self.out_dir = Path(cfg.out_dir)
+        self.identity = identity_of(cfg)
+        if env.is_main:
+            claim_run_dir(self.out_dir, self.identity)
+        barrier(env)
+        self.model_cfg = task.model_config
         if cfg.cpu_threads:
             torch.set_num_threads(cfg.cpu_threads)
         torch.manual_seed(cfg.seed)
@@ -154,51 +205,75 @@ class _Run:
         self.optimizer = build_optimizer(self.wrapped, cfg.optim, env.device)
         self.scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
         self.step = 0
-        windows = TokenWindows(
-            self.data_dir, self.index, self.index.split_shards("train"), cfg.seq_len
-        )
-        self.batches = TrainBatches(
-            windows, cfg.micro_batch_size, cfg.grad_accum_steps, cfg.seed, env.rank, env.world_size
-        )
-        self._resume()
+        self.batches = task.data
+        self.resume = self._resume()
         self.logger = MetricsLogger(self.out_dir, callbacks) if env.is_main else None
         self.flops_per_token = flops_per_token(self.model_cfg, cfg.seq_len)
         self.peak = detect_peak_flops(env.device)
-        self.tokens_per_step = self.batches.global_batch * cfg.seq_len
+        self.tokens_per_step = self.batches.tokens_per_step
         self.last_metrics: dict[str, float] = {}
 
-    def _resume(self) -> None:
-        path = latest_complete_checkpoint(self.out_dir)
-        if path is None:
+    def _resume(self) -> ResumeInfo:
+        """Restore the newest verified checkpoint of this run, else the initial weights."""
+        warnings: list[str] = []
+        if self.env.is_main:
+            for leftover in sweep_partial_checkpoints(self.out_dir):
+                self.log(f"removed {leftover.name}, left by a run killed while checkpointing")
+        barrier(self.env)
+        ckpt = load_latest_checkpoint(self.out_dir, warn=warnings.append)
+        for warning in warnings:
+            self.log(f"warning: {warning}")
+        if ckpt is not None:
+            self._restore(ckpt)
+            detail = f"resumed from {ckpt.path} at step {self.step} (run {self.identity.id})"
+            self.log(detail)
+            return ResumeInfo(True, self.step, detail, warnings)
+        if self.cfg.init is not None:
+            model_state, optim_state = load_init_state(
+                Path(self.cfg.init.path), self.cfg.init.load_optimizer
+            )
+            self._load_state(model_state, optim_state)
+            kept = "with its optimizer state" if optim_state else "with a fresh optimizer"
+            detail = f"started at step 0 from the weights in {self.cfg.init.path}, {kept}"
+        else:
+            detail = "started at step 0 from a random initialization"
+        self.log(f"{detail} (run {self.identity.id})")
+        return ResumeInfo(False, 0, detail, warnings)
+
+    def _load_state(self, model_state: dict, optim_state: dict | None) -> None:
+        if optim_state is None:
+            load_model_state(self.wrapped, model_state)
             return
-        ckpt = load_checkpoint(path)
         for saved, current in zip(
-            ckpt.optim_state["param_groups"], self.optimizer.param_groups, strict=True
+            optim_state["param_groups"], self.optimizer.param_groups, strict=True
         ):
             saved.update({k: current[k] for k in _RUNTIME_GROUP_KEYS if k in current})
-        load_full_state(self.wrapped, self.optimizer, ckpt.model_state, ckpt.optim_state)
+        load_full_state(self.wrapped, self.optimizer, model_state, optim_state)
+
+    def _restore(self, ckpt: LoadedCheckpoint) -> None:
+        self._load_state(ckpt.model_state, ckpt.optim_state)
         if ckpt.trainer_state.grad_scaler:
             self.scaler.load_state_dict(ckpt.trainer_state.grad_scaler)
         set_rng_state(ckpt.rng)
         self.step = ckpt.trainer_state.step
         self.batches.position = ckpt.trainer_state.loader
-        self.log(f"resumed from {path} at step {self.step}")
 
     def fit(self) -> TrainResult:
         cfg = self.cfg
         self.log(
             f"training {param_count(self.model_cfg):,} params on {self.env.device} "
-            f"x{self.env.world_size} ({self.dtype}), steps {self.step}->{cfg.max_steps}"
+            f"x{self.env.world_size} ({self.dtype}), objective {self.task.objective.name}, "
+            f"steps {self.step}->{cfg.max_steps}"
         )
         if cfg.eval.every and self.step == 0:
             self._emit(self._evaluate(), "eval")
         self._fit_start = (time.perf_counter(), self.step)
         window_start, window_steps = time.perf_counter(), 0
         while self.step < cfg.max_steps:
-            loss, grad_norm, lr = self._train_step()
+            metrics, grad_norm, lr = self._train_step()
             window_steps += 1
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                values = self._step_metrics(loss, grad_norm, lr, window_start, window_steps)
+                values = self._step_metrics(metrics, grad_norm, lr, window_start, window_steps)
                 window_start, window_steps = time.perf_counter(), 0
                 self._emit(values, "train")
             if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.max_steps:
@@ -209,18 +284,20 @@ class _Run:
         final = self._checkpoint()
         return self._finish(final)
 
-    def _train_step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _train_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
         lr = lr_at(self.step, self.cfg.max_steps, self.cfg.optim)
         set_lr(self.optimizer, lr)
         micro = self.batches.next_step()
-        loss_sum = torch.zeros((), device=self.env.device)
-        for i, (x, y) in enumerate(micro):
-            x = x.to(self.env.device, non_blocking=True)
-            y = y.to(self.env.device, non_blocking=True)
+        objective = self.task.objective
+        denominator = objective.step_denominator(micro)
+        sums: dict[str, torch.Tensor] = {}
+        for i, batch in enumerate(micro):
+            batch = {k: v.to(self.env.device, non_blocking=True) for k, v in batch.items()}
             with grad_sync(self.wrapped, i == len(micro) - 1), self.autocast():
-                loss = self.forward(x, y) / len(micro)
+                loss, metrics = objective.loss(self.forward, batch, denominator)
             self.scaler.scale(loss).backward()
-            loss_sum += loss.detach()
+            for name, value in metrics.items():
+                sums[name] = sums[name] + value if name in sums else value
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.wrapped.parameters(), self.cfg.optim.grad_clip
@@ -229,17 +306,21 @@ class _Run:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return loss_sum, grad_norm, lr
+        return sums, grad_norm, lr
 
     def _step_metrics(
-        self, loss: torch.Tensor, grad_norm: torch.Tensor, lr: float, since: float, steps: int
+        self,
+        metrics: dict[str, torch.Tensor],
+        grad_norm: torch.Tensor,
+        lr: float,
+        since: float,
+        steps: int,
     ) -> dict[str, float]:
-        loss_value = float(all_reduce_mean(loss, self.env))
+        values = {f"train/{k}": float(all_reduce_mean(v, self.env)) for k, v in metrics.items()}
         norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         elapsed = max(time.perf_counter() - since, 1e-9)
         tokens_per_s = self.tokens_per_step * steps / elapsed
-        values = {
-            "train/loss": loss_value,
+        values |= {
             "train/lr": lr,
             "train/grad_norm": float(norm),
             "train/tokens_per_s": tokens_per_s,
@@ -267,17 +348,7 @@ class _Run:
             self.log(f"step {self.step}/{self.cfg.max_steps}{self._eta()}: {shown}")
 
     def _evaluate(self) -> dict[str, float]:
-        cfg = self.cfg
-        return evaluate_domains(
-            self.wrapped,
-            self.data_dir,
-            self.index,
-            cfg.seq_len,
-            cfg.micro_batch_size,
-            cfg.eval.batches,
-            self.env.device,
-            self.autocast,
-        )
+        return self.task.evaluate(self.wrapped, self.env.device, self.autocast)
 
     def _checkpoint(self) -> Path:
         model_state, optim_state = full_state(self.wrapped, self.optimizer)
@@ -294,17 +365,15 @@ class _Run:
                 tokens_seen=self.step * self.tokens_per_step,
                 model=self.model_cfg.model_dump(),
                 train_config=self.cfg.model_dump(),
-                date_min=self.index.date_min,
-                date_max=self.index.date_max,
-                mixture_hash=self.index.mixture_hash,
-                tokenizer_hash=self.index.tokenizer_hash,
-                data_version=self.index.data_version,
+                run_id=self.identity.id,
+                init_weights=self.identity.init_weights,
                 code_version=code_version(),
                 metrics={
                     k: v
                     for k, v in self.last_metrics.items()
                     if k.startswith(("val/", "train/loss"))
                 },
+                **self.task.provenance,
             )
             save_checkpoint(
                 self.out_dir, model_state, optim_state, state, meta, keep=self.cfg.keep_checkpoints
@@ -313,21 +382,21 @@ class _Run:
         return path
 
     def _finish(self, final: Path) -> TrainResult:
-        tokenizer_file = self.data_dir / self.index.tokenizer_file
-        samples = sample_generations(
-            self.wrapped,
-            load_tokenizer(tokenizer_file),
-            self.cfg.eval,
-            self.model_cfg.max_seq_len,
-            self.env.device,
-            self.index.eos_id,
-            self.cfg.seed,
-        )
+        samples = self.task.sample(self.wrapped, self.env.device)
         markdown = generations_markdown(samples, self.cfg.eval.top_p)
         hf_dir = None
         if self.env.is_main and self.cfg.export_hf:
-            hf_dir = export_hf(final, self.out_dir / "hf", tokenizer_file, self.index)
-        result = TrainResult(self.step, final, hf_dir, dict(self.last_metrics), samples, markdown)
+            hf_dir = self.task.export(final, self.out_dir / "hf")
+        result = TrainResult(
+            self.step,
+            final,
+            hf_dir,
+            dict(self.last_metrics),
+            samples,
+            markdown,
+            self.resume,
+            self.identity.id,
+        )
         if self.logger is not None:
             summary: dict[str, Any] = {
                 "step": self.step,
@@ -336,6 +405,8 @@ class _Run:
                 "metrics": result.metrics,
                 "samples": samples,
                 "params": param_count(self.model_cfg),
+                "run_id": self.identity.id,
+                "resume": vars(self.resume),
             }
             write_text_atomic(self.out_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
             self.logger.close()
