@@ -2,11 +2,10 @@
 
 The checkpoint asset never trains in its own process: it hands a :class:`TrainConfig` to the
 ``training`` resource (local Pipes subprocess by default, Modal on cloud GPUs), which streams
-metrics and logs back into Dagster while the run goes on.
+metrics and logs back into Dagster while the run goes on. Each run trains in its own folder,
+``pretrained_checkpoint/runs/<identity>/`` (see ``assets/training_runs.py``).
 """
 
-import io
-import posixpath
 import tempfile
 from pathlib import Path
 
@@ -15,12 +14,11 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from llmstack_dagster.assets.common import (
     GLOBAL_ASSETS_POOL,
     TOKENIZER_REL,
-    chart_metadata,
     markdown_table,
     version_metadata,
     yaml_overrides,
 )
-from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
+from llmstack_dagster.assets.training_runs import run_training_asset, training_metadata
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 from llmstack_dagster.core.training.config import EvalConfig, OptimConfig, TrainConfig
 from llmstack_dagster.core.training.token_shards import CODE_VERSION as TOKEN_SHARDS_CODE_VERSION
@@ -164,7 +162,8 @@ class PretrainAssetConfig(Config):
     """Defaults size a real run: the ~125M "d12" preset at sequence length 1024 and about 131k
     tokens per optimizer step (GPU). The demo profile (``llmstack_dagster.profiles``) shrinks it
     to the tiny preset on CPU. ``config_path`` (YAML) may set any TrainConfig field, e.g.
-    ``compile: true``."""
+    ``compile: true``. A re-materialization resumes only a run of the same identity (config,
+    data version, initial weights); ``fresh`` starts a new one anyway."""
 
     preset: str = "d12"
     seq_len: int = 1024
@@ -180,6 +179,7 @@ class PretrainAssetConfig(Config):
     seed: int = 1337
     config_path: str = ""
     work_dir: str = ""
+    fresh: bool = False  # start a new run even when one with the same identity exists
 
     def train_config(self, data_dir: str, out_dir: str) -> TrainConfig:
         base = yaml_overrides(self.config_path)
@@ -201,31 +201,6 @@ class PretrainAssetConfig(Config):
         )
 
 
-def loss_curve_png(metrics: list[dict]) -> bytes:
-    """Train and validation loss against step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(m["step"], m["train/loss"]) for m in metrics if "train/loss" in m]
-    val = [(m["step"], m["val/loss"]) for m in metrics if "val/loss" in m]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss")
-    if val:
-        ax.plot(*zip(*val, strict=True), marker="o", label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 @asset(
     group_name=TRAINING_GROUP,
     pool=GLOBAL_ASSETS_POOL,
@@ -243,54 +218,22 @@ def pretrained_checkpoint(
 ) -> MaterializeResult:
     store = storage.get()
     shards = read_manifest(store, "tokenized_shards", None)
-    data_dir = store.local_path(shards.folder)
-    out_rel = "pretrained_checkpoint"
-    out_dir = config.work_dir or store.local_path(out_rel)
     with tempfile.TemporaryDirectory() as tmp:
+        data_dir = store.local_path(shards.folder)
         if data_dir is None:  # remote root: stage the shards locally
             data_dir = store.download_dir(shards.folder, str(Path(tmp) / "data"))
-        if out_dir is None:
-            out_dir = str(Path(tmp) / "out")
-        outcome = training.run_training(
+        run = run_training_asset(
             context,
-            config=config.train_config(data_dir, out_dir),
-            data_dir=data_dir,
-            out_dir=out_dir,
+            store,
+            training,
+            "pretrained_checkpoint",
+            config.train_config(data_dir, "unset"),
+            fresh=config.fresh,
+            work_dir=config.work_dir,
         )
-        if store.local_path(out_rel) is None:
-            store.upload_dir(out_dir, out_rel)
-    curve_rel = posixpath.join(out_rel, "loss_curve.png")
-    store.write_bytes(curve_rel, loss_curve_png(outcome.metrics))
-    final = outcome.final
     return MaterializeResult(
         metadata={
-            "checkpoint": MetadataValue.path(str(outcome.checkpoint)),
-            "hf_export": MetadataValue.path(str(outcome.hf_dir)),
-            "steps": MetadataValue.int(int(final.get("step", 0))),
+            **training_metadata(context, store, "pretrained_checkpoint", run),
             "data_version": MetadataValue.text(str(shards.content_version)),
-            "validation": MetadataValue.md(markdown_table(validation_rows(outcome))),
-            "samples": MetadataValue.md(str(outcome.metadata.get("samples", ""))),
-            "final_metrics": MetadataValue.json(final),
-            "loss_curve": chart_metadata(context.instance, store, curve_rel, "loss curve"),
         }
     )
-
-
-def final_val_metrics(outcome: TrainingOutcome) -> dict[str, float]:
-    """The ``val/...`` metrics of the run's summary (``metrics`` in summary.json), else of its
-    last metrics record that has a validation loss."""
-    summary = {k: v for k, v in outcome.final.get("metrics", {}).items() if k.startswith("val/")}
-    if summary:
-        return summary
-    evaluated = [m for m in outcome.metrics if "val/loss" in m]
-    return {k: v for k, v in (evaluated[-1] if evaluated else {}).items() if k.startswith("val/")}
-
-
-def validation_rows(outcome: TrainingOutcome) -> list[dict]:
-    """Validation loss and bits per byte per domain (``all``: the token-weighted loss)."""
-    rows: dict[str, dict] = {"all": {"domain": "all", "loss": "", "bpb": ""}}
-    for key, value in sorted(final_val_metrics(outcome).items()):
-        domain, _, metric = key.removeprefix("val/").rpartition("/")
-        row = rows.setdefault(domain or "all", {"domain": domain, "loss": "", "bpb": ""})
-        row[metric] = round(float(value), 4)
-    return [row for row in rows.values() if (row["loss"], row["bpb"]) != ("", "")]

@@ -265,7 +265,7 @@ class Engine:
             f"x{self.env.world_size} ({self.dtype}), objective {self.task.objective.name}, "
             f"steps {self.step}->{cfg.max_steps}"
         )
-        if cfg.eval.every and self.step == 0:
+        if (cfg.eval.every or cfg.init) and self.step == 0:  # a run from weights: its start
             self._emit(self._evaluate(), "eval")
         self._fit_start = (time.perf_counter(), self.step)
         window_start, window_steps = time.perf_counter(), 0
