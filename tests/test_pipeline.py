@@ -63,14 +63,12 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
     mixture = read_manifest(store, "sampled_mixture", None)
     assert mixture.rows > 0 and store.exists(mixture.extra["plan_path"])
     assert store.exists("tokenizer/tokenizer.json")
-    summary = json.loads((root / "pretrained_checkpoint" / "summary.json").read_text())
+    run_dir = Path(store.read_json("pretrained_checkpoint/current.json")["run_dir"])
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["step"] == 20
     assert (Path(summary["checkpoint"]) / "COMPLETE").exists()
-    assert (root / "pretrained_checkpoint" / "hf" / "config.json").exists()
-    val = [
-        json.loads(line)
-        for line in (root / "pretrained_checkpoint" / "metrics.jsonl").read_text().splitlines()
-    ]
+    assert (run_dir / "hf" / "config.json").exists()
+    val = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [r["val/loss"] for r in val if "val/loss" in r]
     assert len(losses) >= 2 and losses[-1] < losses[0]
     # every asset check of every run passed: 4 per raw partition, 3 per dedup partition,

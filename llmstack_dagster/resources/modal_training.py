@@ -38,6 +38,7 @@ from llmstack_dagster.core.dispatch.outcome import (
 from llmstack_dagster.core.dispatch.remote import RemoteRequest
 from llmstack_dagster.core.dispatch.upload_plan import sync_folder
 from llmstack_dagster.core.training.config import TrainConfig
+from llmstack_dagster.core.training.init_weights import weights_digest
 from llmstack_dagster.core.training.token_shards import INDEX_FILE
 from llmstack_dagster.resources.training import TrainingResource
 
@@ -57,7 +58,8 @@ def data_key(data_dir: Path) -> str:
 
 
 def run_key(out_dir: Path) -> str:
-    """Volume folder of a run: stable for one ``out_dir``, so re-runs resume there."""
+    """Volume folder of a run: stable for one ``out_dir`` (one run identity), so re-runs of
+    the same run resume there."""
     digest = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:10]
     return f"runs/{out_dir.name}-{digest}"
 
@@ -126,9 +128,15 @@ class ModalTrainingResource(TrainingResource):
             f"modal: uploaded {len(plan.upload)} files ({plan.upload_bytes:,} bytes), "
             f"skipped {len(plan.skip)} unchanged, to {spec.volume_name}:/{data_rel}"
         )
+        init_rel = None
+        if cfg.init is not None:  # the weights travel like the data: by digest, once
+            init_dir = Path(cfg.init.path)
+            init_rel = "init/" + weights_digest(init_dir)[:16]
+            sync_folder(modal_app.volume, init_dir, init_rel)
         request = RemoteRequest(
             config=cfg.model_dump(),
             data_rel=data_rel,
+            init_rel=init_rel,
             run_rel=run_key(out),
             volume_name=spec.volume_name,
             queue_name=f"{spec.app_name}-events",

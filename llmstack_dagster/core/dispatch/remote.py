@@ -41,6 +41,7 @@ class RemoteRequest(BaseModel):
     config: dict[str, Any]
     data_rel: str
     run_rel: str
+    init_rel: str | None = None  # the initial weights folder, when the run starts from one
     volume_name: str
     queue_name: str
     partition: str
@@ -96,6 +97,8 @@ def write_run_config(req: RemoteRequest) -> Path:
     cfg = TrainConfig.model_validate(
         req.config | {"data_dir": str(mount / req.data_rel), "out_dir": str(run_dir)}
     )
+    if req.init_rel is not None and cfg.init is not None:
+        cfg.init.path = str(mount / req.init_rel)
     path = run_dir / RUN_CONFIG
     path.write_text(cfg.model_dump_json(indent=2))
     return path

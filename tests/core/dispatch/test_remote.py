@@ -45,6 +45,13 @@ def test_run_config_points_at_the_volume(tmp_path: Path) -> None:
     assert cfg["data_dir"] == str(tmp_path / "data/abc")
     assert cfg["out_dir"] == str(tmp_path / "runs/r1")
     assert cfg["max_steps"] == 5
+    assert cfg["init"] is None
+
+
+def test_initial_weights_point_at_their_volume_copy(tmp_path: Path) -> None:
+    config = {"data_dir": "x", "out_dir": "x", "init": {"path": "/local/weights"}}
+    path = write_run_config(request(tmp_path, config=config, init_rel="init/0123"))
+    assert json.loads(path.read_text())["init"]["path"] == str(tmp_path / "init/0123")
 
 
 def test_resumes_from_latest_complete_checkpoint_and_reports_failure(tmp_path: Path) -> None:
