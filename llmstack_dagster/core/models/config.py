@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+LLAMA3_FIELDS = ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
+class RopeScaling(BaseModel):
+    """RoPE frequency scaling for longer contexts, as Hugging Face's ``rope_type`` of that name.
+
+    ``linear`` divides every frequency by ``factor`` (position interpolation, Chen et al. 2023);
+    ``llama3`` (Llama 3.1) divides only the low frequencies, keeps the high ones and blends
+    between the wavelengths ``original_max_position_embeddings / {low,high}_freq_factor``.
+    """
+
+    rope_type: Literal["linear", "llama3"]
+    factor: float = Field(gt=0)
+    low_freq_factor: float | None = None
+    high_freq_factor: float | None = None
+    original_max_position_embeddings: int | None = None
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> RopeScaling:
+        given = [name for name in LLAMA3_FIELDS if getattr(self, name) is not None]
+        if self.rope_type == "linear" and given:
+            raise ValueError(f"linear RoPE scaling takes only a factor, not {', '.join(given)}")
+        if self.rope_type == "llama3":
+            missing = [name for name in LLAMA3_FIELDS if name not in given]
+            if missing:
+                raise ValueError(f"llama3 RoPE scaling needs {', '.join(missing)}")
+            if self.high_freq_factor <= self.low_freq_factor:
+                raise ValueError("llama3 RoPE scaling needs high_freq_factor > low_freq_factor")
+        return self
 
 
 class ModelConfig(BaseModel):
@@ -18,6 +48,7 @@ class ModelConfig(BaseModel):
     ffn_hidden: int = 2560
     max_seq_len: int = 2048
     rope_theta: float = 10000.0
+    rope_scaling: RopeScaling | None = None
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
     init_std: float = 0.02

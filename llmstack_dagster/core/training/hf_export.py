@@ -5,7 +5,7 @@ tokenizer files and a model card (``README.md``), so
 ``transformers.AutoModelForCausalLM.from_pretrained(folder)`` and lm-evaluation-harness
 (``lm_eval --model hf --model_args pretrained=<folder>``) load it. Our RoPE uses HF's
 rotate-half layout, so Q/K need no permutation; only the fused Q/K/V and gate/up
-projections are split.
+projections are split (``hf_names``; ``hf_import`` fuses them back).
 
 The JSON files are written by hand rather than by ``save_pretrained``: transformers 5 writes
 ``rope_parameters`` and ``tokenizer_class: TokenizersBackend``, which transformers 4.x ignores
@@ -46,40 +46,56 @@ CHAT_ROLES = ("system", "user", "assistant", "end_turn")
 TOKENIZER_CLASS = "PreTrainedTokenizerFast"  # a class that transformers 4.x and 5.x both have
 
 
-def hf_state_dict(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Our parameter names and fused layouts to ``LlamaForCausalLM``'s."""
-    q_out, kv_out = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
-    out = {
-        "model.embed_tokens.weight": state["embed_tokens.weight"],
-        "model.norm.weight": state["norm.weight"],
+def hf_names(cfg: ModelConfig) -> dict[str, dict[str, int]]:
+    """Each of our weights to the ``LlamaForCausalLM`` weights it holds and their row counts.
+
+    A fused weight holds several, stacked in this order along dim 0 (Q/K/V, gate/up); a tied
+    head is no weight of its own.
+    """
+    d, q_out, kv_out = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    names = {
+        "embed_tokens.weight": {"model.embed_tokens.weight": cfg.vocab_size},
+        "norm.weight": {"model.norm.weight": d},
     }
     if not cfg.tie_embeddings:
-        out["lm_head.weight"] = state["lm_head.weight"]
+        names["lm_head.weight"] = {"lm_head.weight": cfg.vocab_size}
     for i in range(cfg.n_layers):
         ours, theirs = f"layers.{i}.", f"model.layers.{i}."
-        q, k, v = state[ours + "attn.qkv.weight"].split([q_out, kv_out, kv_out], dim=0)
-        gate, up = state[ours + "mlp.gate_up.weight"].chunk(2, dim=0)
-        out |= {
-            theirs + "input_layernorm.weight": state[ours + "attn_norm.weight"],
-            theirs + "post_attention_layernorm.weight": state[ours + "mlp_norm.weight"],
-            theirs + "self_attn.q_proj.weight": q,
-            theirs + "self_attn.k_proj.weight": k,
-            theirs + "self_attn.v_proj.weight": v,
-            theirs + "self_attn.o_proj.weight": state[ours + "attn.out.weight"],
-            theirs + "mlp.gate_proj.weight": gate,
-            theirs + "mlp.up_proj.weight": up,
-            theirs + "mlp.down_proj.weight": state[ours + "mlp.down.weight"],
+        names |= {
+            ours + "attn_norm.weight": {theirs + "input_layernorm.weight": d},
+            ours + "mlp_norm.weight": {theirs + "post_attention_layernorm.weight": d},
+            ours + "attn.qkv.weight": {
+                theirs + "self_attn.q_proj.weight": q_out,
+                theirs + "self_attn.k_proj.weight": kv_out,
+                theirs + "self_attn.v_proj.weight": kv_out,
+            },
+            ours + "attn.out.weight": {theirs + "self_attn.o_proj.weight": d},
+            ours + "mlp.gate_up.weight": {
+                theirs + "mlp.gate_proj.weight": cfg.ffn_hidden,
+                theirs + "mlp.up_proj.weight": cfg.ffn_hidden,
+            },
+            ours + "mlp.down.weight": {theirs + "mlp.down_proj.weight": d},
         }
+    return names
+
+
+def hf_state_dict(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Our parameter names and fused layouts to ``LlamaForCausalLM``'s."""
+    out: dict[str, torch.Tensor] = {}
+    for ours, theirs in hf_names(cfg).items():
+        out.update(zip(theirs, state[ours].split(list(theirs.values()), dim=0), strict=True))
     return {name: t.contiguous() for name, t in out.items()}
 
 
 def hf_config_dict(cfg: ModelConfig, special_ids: dict[str, int] | None = None) -> dict[str, Any]:
     """``config.json`` for ``LlamaForCausalLM`` in the legacy layout every release reads.
 
-    RoPE is given as top-level ``rope_theta`` with ``rope_scaling: null``; transformers 5
-    converts that to its ``rope_parameters``, while 4.x would silently ignore the new key.
+    RoPE is given as top-level ``rope_theta`` and ``rope_scaling`` (null, or a dict with
+    ``rope_type`` as 4.45 introduced); transformers 5 converts both to its ``rope_parameters``,
+    while 4.x would silently ignore the new key.
     """
     ids = special_ids or {}
+    scaling = cfg.rope_scaling.model_dump(exclude_none=True) if cfg.rope_scaling else None
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -93,7 +109,7 @@ def hf_config_dict(cfg: ModelConfig, special_ids: dict[str, int] | None = None) 
         "max_position_embeddings": cfg.max_seq_len,
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": cfg.rope_theta,
-        "rope_scaling": None,
+        "rope_scaling": scaling,
         "tie_word_embeddings": cfg.tie_embeddings,
         "attention_bias": False,
         "attention_dropout": 0.0,
@@ -185,8 +201,8 @@ def export_hf(
     sampling = EvalConfig.model_validate(meta.train_config.get("eval", {}))
     n_params = sum(t.numel() for t in ours.values())
     with atomic_dir(Path(out_dir)) as tmp:
-        _write_json(tmp / "config.json", hf_config_dict(cfg, special_ids))
-        _write_json(tmp / "generation_config.json", generation_config_dict(special_ids, sampling))
+        write_json(tmp / "config.json", hf_config_dict(cfg, special_ids))
+        write_json(tmp / "generation_config.json", generation_config_dict(special_ids, sampling))
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer_file is not None:
             write_tokenizer_files(tokenizer_file, tmp, cfg.max_seq_len)
@@ -198,8 +214,8 @@ def export_hf(
 def write_tokenizer_files(tokenizer_file: Path, folder: Path, max_seq_len: int) -> None:
     """``tokenizer.json`` (our tokenizer, unchanged), its config and special-tokens map."""
     (folder / "tokenizer.json").write_text(load_tokenizer(tokenizer_file).to_str(), "utf-8")
-    _write_json(folder / "tokenizer_config.json", tokenizer_config_dict(max_seq_len))
-    _write_json(folder / "special_tokens_map.json", special_tokens_map())
+    write_json(folder / "tokenizer_config.json", tokenizer_config_dict(max_seq_len))
+    write_json(folder / "special_tokens_map.json", special_tokens_map())
 
 
 def fast_tokenizer(tokenizer_file: Path, max_seq_len: int = 2048) -> PreTrainedTokenizerFast:
@@ -211,7 +227,7 @@ def fast_tokenizer(tokenizer_file: Path, max_seq_len: int = 2048) -> PreTrainedT
     return PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file), **config)
 
 
-def _write_json(path: Path, value: dict[str, Any]) -> None:
+def write_json(path: Path, value: dict[str, Any]) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 

@@ -27,7 +27,8 @@ from llmstack_dagster.core.training.data_loader import (
 from llmstack_dagster.core.training.distributed import DistEnv
 from llmstack_dagster.core.training.evaluation import evaluate_domains, sample_generations
 from llmstack_dagster.core.training.hf_export import export_hf
-from llmstack_dagster.core.training.init_weights import init_model_config
+from llmstack_dagster.core.training.hf_import import export_with_tokenizer_of
+from llmstack_dagster.core.training.init_weights import init_model_config, is_checkpoint
 from llmstack_dagster.core.training.objectives import NextToken, Objective
 from llmstack_dagster.core.training.preflight import check_training_inputs
 from llmstack_dagster.core.training.token_shards import TokenShardIndex
@@ -111,6 +112,8 @@ def next_token_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
         )
 
     def export(checkpoint: Path, dest: Path) -> Path:
+        if cfg.init is not None and not is_checkpoint(Path(cfg.init.path)):
+            return export_with_tokenizer_of(checkpoint, Path(cfg.init.path), dest)
         return export_hf(checkpoint, dest, tokenizer_file, index)
 
     return TrainingTask(

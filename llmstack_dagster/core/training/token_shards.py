@@ -10,7 +10,9 @@ Layout under ``{asset}/{partition}/``::
 A document goes to validation when its id hashes below ``val_fraction`` or its domain has
 fewer than ``min_val_docs`` validation documents so far, so every domain gets a val split;
 but a domain's last document stays in training when the domain has none there yet, so no
-domain loses all of its training tokens (see :func:`_goes_to_val`).
+domain loses all of its training tokens (see :func:`_goes_to_val`). A caller that fixes the
+split itself passes ``fixed_split``: the input's ``split`` column then decides, document by
+document, with no hash rule.
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ from llmstack_dagster.core.storage import (
 from llmstack_dagster.core.training.tokenizer import (
     TOKENIZER_FILE,
     load_tokenizer,
-    special_token_ids,
+    tokenizer_eos_id,
     tokenizer_hash,
 )
 
 INDEX_FILE = "index.json"
 VAL_IDS_FILE = "val_ids.parquet"  # ids of the documents in the validation split
+SPLIT_COLUMN = "split"  # with ``fixed_split``: "train" or "val" for each input document
 CODE_VERSION = "3"  # 2: a domain keeps a training document; 3: val_ids.parquet
 
 log = logging.getLogger(__name__)
@@ -213,6 +216,14 @@ def _goes_to_val(doc_id: str, dom: DomainStats, remaining: int, config: TokenSha
     return forced or _is_val(doc_id, config.seed, config.val_fraction)
 
 
+def _fixed_split_is_val(split: str | None, doc_id: str) -> bool:
+    if split not in ("train", "val"):
+        raise ValueError(
+            f"document {doc_id!r}: {SPLIT_COLUMN} is {split!r}, expected 'train' or 'val'"
+        )
+    return split == "val"
+
+
 def _domain_doc_counts(storage: Storage, inputs: ShardManifest) -> Counter[str]:
     """Documents per domain in the input mixture (a pass over the ``domain`` column only)."""
     counts: Counter[str] = Counter()
@@ -256,41 +267,45 @@ def run_token_shards(
     asset: str = "tokenized_shards",
     partition: str | None = None,
     mixture_hash: str | None = None,
+    fixed_split: bool = False,
 ) -> ShardManifest:
     """Tokenize the mixture's document shards into packed train/val token shards.
 
     Streams one Parquet shard at a time; each shard's texts are encoded by ``num_workers``
     processes in order, so the output is identical for any worker count. The shards, the
     index and a copy of the tokenizer are one version folder (the manifest's ``folder``).
+    ``fixed_split``: the input's ``split`` column decides each document's split.
     """
     mixture_hash = mixture_hash or manifest_hash(inputs)
     settings = config.model_dump(mode="json", exclude={"num_workers"})
+    if fixed_split:
+        settings["fixed_split"] = True
     inputs_id = [inputs.content_version, tokenizer_hash(tokenizer_path)]
     version_id = content_version(asset, CODE_VERSION, settings, inputs_id)
     with write_version(storage, asset, partition, version_id) as version:
-        manifest = _write_token_shards(
-            storage, inputs, tokenizer_path, config, asset, partition, mixture_hash, version
+        manifest = write_token_shards(
+            storage, inputs, tokenizer_path, config, version, mixture_hash, fixed_split
         )
         return version.commit(manifest)
 
 
-def _write_token_shards(
+def write_token_shards(
     storage: Storage,
     inputs: ShardManifest,
     tokenizer_path: Path,
     config: TokenShardConfig,
-    asset: str,
-    partition: str | None,
-    mixture_hash: str,
     version: OutputVersion,
+    mixture_hash: str,
+    fixed_split: bool = False,
 ) -> ShardManifest:
-    base = version.folder
+    """Write the token shards, index and tokenizer copy into ``version`` (not committed)."""
+    asset, partition, base = version.asset, version.partition, version.folder
     tokenizer = load_tokenizer(tokenizer_path)
-    eos_id = special_token_ids(tokenizer)["eos"]
+    eos_id = tokenizer_eos_id(tokenizer_path)
     vocab_size = tokenizer.get_vocab_size()
     dtype = token_dtype(vocab_size)
     train = _SplitWriter(storage, base, "train", "train", None, dtype, config.max_tokens_per_shard)
-    doc_counts = _domain_doc_counts(storage, inputs)
+    doc_counts = Counter() if fixed_split else _domain_doc_counts(storage, inputs)
     val: dict[str, _SplitWriter] = {}
     val_ids: list[str] = []
     stats: dict[str, DomainStats] = {}
@@ -310,10 +325,10 @@ def _write_token_shards(
     if config.num_workers == 0:
         _init_worker(tokenizer.to_str())
     with executor:
-        for _, table in iter_shard_tables(
-            storage, inputs.shards, columns=["id", "text", "domain", "created"]
-        ):
+        columns = ["id", "text", "domain", "created", *([SPLIT_COLUMN] if fixed_split else [])]
+        for _, table in iter_shard_tables(storage, inputs.shards, columns=columns):
             texts = table.column("text").to_pylist()
+            splits = table.column(SPLIT_COLUMN).to_pylist() if fixed_split else [None] * len(texts)
             encoded = [
                 ids
                 for part in executor.map(_encode, _chunks(texts, config.docs_per_task))
@@ -323,10 +338,11 @@ def _write_token_shards(
                 bounds = pc.min_max(table.column("created")).as_py()
                 date_min = min(filter(None, [date_min, bounds["min"]]))
                 date_max = max(filter(None, [date_max, bounds["max"]]))
-            for doc_id, text, domain, ids in zip(
+            for doc_id, text, domain, split, ids in zip(
                 table.column("id").to_pylist(),
                 texts,
                 table.column("domain").to_pylist(),
+                splits,
                 encoded,
                 strict=True,
             ):
@@ -334,7 +350,12 @@ def _write_token_shards(
                 doc = np.concatenate([ids, eos])
                 n_bytes = len(text.encode("utf-8"))
                 remaining = doc_counts[domain] - dom.train_docs - dom.val_docs - 1
-                if _goes_to_val(doc_id, dom, remaining, config):
+                to_val = (
+                    _fixed_split_is_val(split, doc_id)
+                    if fixed_split
+                    else _goes_to_val(doc_id, dom, remaining, config)
+                )
+                if to_val:
                     writer = val.get(domain)
                     if writer is None:
                         writer = val[domain] = _SplitWriter(
@@ -359,7 +380,7 @@ def _write_token_shards(
         writer.flush()
     val_ids_rel = posixpath.join(base, VAL_IDS_FILE)  # small: the held-out documents only
     storage.write_table(val_ids_rel, pa.table({"id": pa.array(val_ids, pa.string())}))
-    warnings = _few_docs_warnings(stats, doc_counts, config.min_val_docs)
+    warnings = [] if fixed_split else _few_docs_warnings(stats, doc_counts, config.min_val_docs)
     storage.write_bytes(posixpath.join(base, TOKENIZER_FILE), tokenizer.to_str().encode())
     index = TokenShardIndex(
         dtype=dtype.name,

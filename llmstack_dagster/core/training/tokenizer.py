@@ -8,6 +8,7 @@ Special tokens get the first ids: BOS, EOS, PAD, then chat-role tokens for SFT.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ SPECIAL_TOKENS: dict[str, str] = {
     "end_turn": "<|end_turn|>",
 }
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # Hugging Face: names eos_token and the rest
 
 
 class TokenizerConfig(BaseModel):
@@ -78,6 +80,31 @@ def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
     if missing:
         raise ValueError(f"tokenizer lacks special tokens {missing}")
     return ids
+
+
+def tokenizer_eos_id(tokenizer_path: Path) -> int:
+    """The id of the token that ends each document: our ``<|eos|>`` when the tokenizer has it,
+    else (an imported Hugging Face tokenizer) the ``eos_token`` named by the
+    ``tokenizer_config.json`` beside ``tokenizer.json``."""
+    path = Path(tokenizer_path)
+    file = path / TOKENIZER_FILE if path.is_dir() else path
+    tokenizer = load_tokenizer(file)
+    own = tokenizer.token_to_id(SPECIAL_TOKENS["eos"])
+    if own is not None:
+        return own
+    config_file = file.parent / TOKENIZER_CONFIG_FILE
+    if not config_file.is_file():
+        raise ValueError(
+            f"tokenizer {file} has no {SPECIAL_TOKENS['eos']} token and no "
+            f"{TOKENIZER_CONFIG_FILE} beside it naming its eos_token"
+        )
+    eos = json.loads(config_file.read_text()).get("eos_token")
+    if isinstance(eos, dict):  # an AddedToken: {"content": ..., "special": true, ...}
+        eos = eos.get("content")
+    eos_id = tokenizer.token_to_id(eos) if isinstance(eos, str) else None
+    if eos_id is None:
+        raise ValueError(f"{config_file}: eos_token {eos!r} is not a token of {file}")
+    return eos_id
 
 
 def tokenizer_hash(path: Path) -> str:

@@ -4,6 +4,7 @@ import torch
 from llmstack_dagster.core.models.config import (
     PRESETS,
     ModelConfig,
+    RopeScaling,
     flops_per_token,
     matmul_params,
     model_config,
@@ -57,3 +58,36 @@ def test_invalid_shapes_are_rejected() -> None:
         ModelConfig(d_model=96, n_heads=6, n_kv_heads=4)
     with pytest.raises(ValueError):
         model_config("nope")
+
+
+def test_rope_scaling_defaults_to_none_and_old_dumps_still_load() -> None:
+    cfg = model_config("tiny")
+    assert cfg.rope_scaling is None
+    old = cfg.model_dump(exclude={"rope_scaling"})  # meta.json of checkpoints before the field
+    assert ModelConfig.model_validate(old) == cfg
+    scaled = cfg.model_copy(update={"rope_scaling": RopeScaling(rope_type="linear", factor=4)})
+    assert ModelConfig.model_validate_json(scaled.model_dump_json()) == scaled
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"rope_type": "llama3", "factor": 8.0}, "needs low_freq_factor"),
+        ({"rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0}, "only a factor"),
+        ({"rope_type": "linear", "factor": 0.0}, "greater than 0"),
+        ({"rope_type": "yarn", "factor": 2.0}, "linear"),
+        (
+            {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 4.0,
+                "high_freq_factor": 1.0,
+                "original_max_position_embeddings": 8192,
+            },
+            "high_freq_factor > low_freq_factor",
+        ),
+    ],
+)
+def test_invalid_rope_scaling_is_rejected(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RopeScaling(**fields)

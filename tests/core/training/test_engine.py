@@ -13,8 +13,8 @@ from llmstack_dagster.core.training.checkpoint import (
     latest_complete_checkpoint,
     read_checkpoint_meta,
 )
-from llmstack_dagster.core.training.metrics import read_metrics
 from llmstack_dagster.core.training.engine import SUMMARY_FILE
+from llmstack_dagster.core.training.metrics import read_metrics
 
 STEPS = 40
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 from support.training import entrypoint_cmd, run_entrypoint, tiny_config, write_config
 
-from llmstack_dagster.core.training.metrics import read_metrics
 from llmstack_dagster.core.training.engine import SUMMARY_FILE
+from llmstack_dagster.core.training.metrics import read_metrics
 
 
 def test_plain_subprocess_writes_metrics_tensorboard_and_export(token_data, tmp_path) -> None:

@@ -1,6 +1,9 @@
+import json
+import re
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from llmstack_dagster.core.training.tokenizer import (
     SPECIAL_TOKENS,
@@ -8,6 +11,7 @@ from llmstack_dagster.core.training.tokenizer import (
     load_tokenizer,
     save_tokenizer,
     special_token_ids,
+    tokenizer_eos_id,
     tokenizer_hash,
     train_tokenizer,
 )
@@ -64,3 +68,40 @@ def test_save_load_and_hash(tmp_path: Path) -> None:
 def test_vocab_must_hold_bytes_and_specials() -> None:
     with pytest.raises(ValueError):
         TokenizerConfig(vocab_size=100)
+
+
+def _hf_style_tokenizer(folder: Path, eos_token: object | None) -> Path:
+    """A byte-level BPE without our special tokens, like an imported Hugging Face one."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(TEXTS * 20, trainer=trainer)
+    path = save_tokenizer(tok, folder)
+    if eos_token is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": eos_token}))
+    return path
+
+
+def test_eos_id_is_ours_or_the_hugging_face_configs(tokenizer_file: Path, tmp_path: Path) -> None:
+    assert (
+        tokenizer_eos_id(tokenizer_file) == special_token_ids(load_tokenizer(tokenizer_file))["eos"]
+    )
+    assert tokenizer_eos_id(tokenizer_file.parent) == tokenizer_eos_id(tokenizer_file)
+    plain = _hf_style_tokenizer(tmp_path / "plain", "<|im_end|>")
+    assert tokenizer_eos_id(plain) == load_tokenizer(plain).token_to_id("<|im_end|>") == 1
+    added = {"content": "<|endoftext|>", "special": True, "__type": "AddedToken"}
+    assert tokenizer_eos_id(_hf_style_tokenizer(tmp_path / "added", added)) == 0
+
+
+def test_eos_id_names_the_file_when_it_cannot_be_found(tmp_path: Path) -> None:
+    bare = _hf_style_tokenizer(tmp_path / "bare", None)
+    with pytest.raises(ValueError, match=f"{re.escape(str(bare))}.*tokenizer_config.json"):
+        tokenizer_eos_id(bare)
+    unknown = _hf_style_tokenizer(tmp_path / "unknown", "</s>")
+    with pytest.raises(ValueError, match="'</s>' is not a token of"):
+        tokenizer_eos_id(unknown)

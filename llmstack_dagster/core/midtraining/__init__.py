@@ -1,0 +1,2 @@
+"""Midtraining (continued pretraining) data: a target domain plus replay of the pretraining
+mixture."""
