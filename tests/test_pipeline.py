@@ -71,6 +71,17 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
     val = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [r["val/loss"] for r in val if "val/loss" in r]
     assert len(losses) >= 2 and losses[-1] < losses[0]
+    # continued pretraining on code from the pretrained checkpoint: code's loss falls
+    mid_dir = Path(store.read_json("midtrained_checkpoint/current.json")["run_dir"])
+    mid_evals = [
+        r
+        for r in map(json.loads, (mid_dir / "metrics.jsonl").read_text().splitlines())
+        if r["kind"] == "eval"
+    ]
+    assert mid_evals[0]["step"] == 0 and mid_evals[-1]["step"] == 10
+    for domain in ("code", "code_target"):
+        assert mid_evals[-1][f"val/{domain}/bpb"] < mid_evals[0][f"val/{domain}/bpb"]
+    assert (mid_dir / "hf" / "config.json").exists()
     # every asset check of every run passed: 4 per raw partition, 3 per dedup partition,
     # 1 per quality partition, and the global no-exact-duplicate check
     with DagsterInstance.from_config(str(home)) as instance:
@@ -80,7 +91,8 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
             for record in instance.all_logs(
                 run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
         ]  # fmt: skip
-    assert len(evaluations) == 6 * (4 + 3 + 1) + 1
+    # ... and the midtrained checkpoint's no_forgetting check
+    assert len(evaluations) == 6 * (4 + 3 + 1) + 1 + 1
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
     # every markdown table in every materialization's metadata has data rows
     with DagsterInstance.from_config(str(home)) as instance:

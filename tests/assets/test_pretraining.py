@@ -32,3 +32,24 @@ def test_no_token_shards_is_a_clear_error_before_training(tmp_path: Path) -> Non
     )
     assert "no manifest for asset 'tokenized_shards'" in message
     assert "materialize it first" in message
+
+
+def test_a_budget_below_one_batch_is_an_error_before_training(token_data, tmp_path) -> None:
+    import shutil
+
+    from llmstack_dagster.core.storage import ShardManifest, Storage, write_manifest
+
+    store = Storage(str(tmp_path))
+    shutil.copytree(token_data, tmp_path / "tokenized_shards" / "v-1")
+    manifest = ShardManifest(asset="tokenized_shards", partition=None, shards=[], version="v-1")
+    write_manifest(store, manifest)
+    result = materialize(
+        [pretrained_checkpoint],
+        resources={"storage": StorageResource(root=str(tmp_path)), "training": RefusingTraining()},
+        run_config={"ops": {"pretrained_checkpoint": {"config": {"micro_batch_size": 100000}}}},
+        raise_on_error=False,
+    )
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    message = error.message + (error.cause.message if error.cause else "")
+    assert "needs global_batch = 100000 windows" in message and "token budget" in message
