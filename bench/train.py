@@ -7,6 +7,11 @@ updates its row, keyed by model/threads/compile, in ``bench/results/train-cpu.js
 ``train-cpu.md`` together with the exact command.
 
     .venv/bin/python bench/train.py --mode cpu [--threads 2] [--compile] [--cpu-model tiny]
+        [--task pretrain|continued]
+
+``--task continued`` is the continued-pretraining step: a random HF ``LlamaForCausalLM`` is
+imported into our model through the HF import's weight mapping (as ``base_model`` does), and
+our step goes through the engine's next-token objective; HF trains its own weights.
 
 GPU mode (default with CUDA): d12 in bf16 autocast with ``torch.compile`` and fused AdamW
 at sequence 1024 and 2048, tokens/s and MFU against the detected GPU's bf16 peak.
@@ -32,7 +37,9 @@ from llmstack_dagster.core.models.config import ModelConfig, flops_per_token, mo
 from llmstack_dagster.core.models.llama import LlamaLM
 from llmstack_dagster.core.training.config import OptimConfig
 from llmstack_dagster.core.training.hf_export import hf_config, hf_state_dict
+from llmstack_dagster.core.training.hf_import import hf_to_state_dict
 from llmstack_dagster.core.training.metrics import detect_peak_flops, mfu
+from llmstack_dagster.core.training.objectives import NextToken
 from llmstack_dagster.core.training.optim import build_optimizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,6 +70,18 @@ def hf_twin(model: LlamaLM) -> torch.nn.Module:
     return hf
 
 
+def imported_twin(cfg: ModelConfig) -> tuple[LlamaLM, torch.nn.Module]:
+    """A random HF model and ours initialized from it by the import's weight mapping."""
+    from transformers import LlamaForCausalLM
+
+    config = hf_config(cfg)
+    config._attn_implementation = "sdpa"
+    hf = LlamaForCausalLM(config)
+    ours = LlamaLM(cfg)
+    ours.load_state_dict(hf_to_state_dict(hf.state_dict(), cfg))
+    return ours, hf
+
+
 def make_step(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     model: torch.nn.Module,
@@ -90,16 +109,24 @@ def bench_cpu(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     cfg = ModelConfig(**CPU_MODELS[args.cpu_model])
     torch.manual_seed(0)
-    ours = LlamaLM(cfg)
-    hf = hf_twin(ours)
+    if args.task == "continued":
+        ours, hf = imported_twin(cfg)
+    else:
+        ours = LlamaLM(cfg)
+        hf = hf_twin(ours)
     forward = torch.compile(ours) if args.compile else ours
     cpu = torch.device("cpu")
+
+    def ours_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if args.task == "continued":  # the engine's objective, one micro-batch per step
+            return NextToken().loss(forward, {"input_ids": x, "targets": y}, 1)[0]
+        return forward(x, y)
 
     def hf_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = hf(input_ids=x).logits
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
 
-    steps = {"ours": make_step(forward, ours, cpu, None), "hf": make_step(hf_loss, hf, cpu, None)}
+    steps = {"ours": make_step(ours_loss, ours, cpu, None), "hf": make_step(hf_loss, hf, cpu, None)}
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=gen)
     x, y = tokens[:, :-1], tokens[:, 1:]
@@ -118,6 +145,7 @@ def bench_cpu(args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "compile": args.compile,
         "model": args.cpu_model,
+        "task": args.task,
         "batch": args.batch,
         "seq": args.seq,
         "steps": args.steps,
@@ -132,7 +160,8 @@ def write_cpu_results(row: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "train-cpu.json"
     rows = json.loads(path.read_text()) if path.exists() else {}
-    key = f"{row['model']}-t{row['threads']}-{'compiled' if row['compile'] else 'eager'}"
+    task = "" if row.get("task", "pretrain") == "pretrain" else f"-{row['task']}"
+    key = f"{row['model']}{task}-t{row['threads']}-{'compiled' if row['compile'] else 'eager'}"
     rows[key] = row
     path.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
     lines = [
@@ -194,6 +223,7 @@ def main() -> None:
     parser.add_argument("--seqs", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--preset", default="d12", help="GPU mode model preset")
     parser.add_argument("--cpu-model", choices=sorted(CPU_MODELS), default="small")
+    parser.add_argument("--task", choices=["pretrain", "continued"], default="pretrain")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS, help="CPU mode results folder")
