@@ -7,24 +7,26 @@ import modal
 import pytest
 from modal.exception import FunctionTimeoutError
 from support.fake_modal import FakeModal
-from support.training import resource_train_config
+from support.training import resource_train_config, run_entrypoint, tiny_config, write_config
 
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
+from llmstack_dagster.core.training.checkpoint import checkpoint_dir
 from llmstack_dagster.core.training.config import TrainConfig
+from llmstack_dagster.core.training.init_weights import weights_digest
 from llmstack_dagster.resources.modal_training import ModalTrainingResource
 from llmstack_dagster.resources.training import TrainingResource
 
 SECRET = "hf_s3cr3t-value-never-logged"
 
 
-def materialize_tiny(resource: TrainingResource, data: Path, out_dir: Path, instance):
+def materialize_tiny(resource: TrainingResource, data: Path, out_dir: Path, instance, **overrides):
     outcomes: list[TrainingOutcome] = []
 
     @dg.asset
     def tiny_pretrained(context: dg.AssetExecutionContext, training: TrainingResource):
         outcome = training.run_training(
             context,
-            config=TrainConfig.model_validate(resource_train_config(max_steps=50)),
+            config=TrainConfig.model_validate(resource_train_config(max_steps=50, **overrides)),
             data_dir=str(data),
             out_dir=str(out_dir),
         )
@@ -86,6 +88,25 @@ def test_modal_run_streams_downloads_and_reruns_resume(
     assert any("modal: resuming from step_00000004" in m for m in messages)
     assert any("skipped" in m and "uploaded 0 files" in m for m in messages)
     assert outcome.final["step"] == 4
+
+
+def test_initial_weights_travel_to_the_volume_by_digest(
+    token_data: Path, tmp_path: Path, fake_modal: FakeModal, instance: dg.DagsterInstance
+) -> None:
+    base = tiny_config(token_data, tmp_path / "base", max_steps=2)
+    run_entrypoint(write_config(base, tmp_path / "base.json"))
+    weights = checkpoint_dir(tmp_path / "base", 2)
+    resource = ModalTrainingResource(preset="testing", max_steps=2, poll_s=0.1)
+    out_dir = tmp_path / "continued"
+    result, outcome = materialize_tiny(
+        resource, token_data, out_dir, instance, init={"path": str(weights)}
+    )
+    assert result.success
+    volume_copy = f"init/{weights_digest(weights)[:16]}"
+    assert any(p.startswith(f"/{volume_copy}/") or p.startswith(volume_copy)
+               for p in fake_modal.uploaded)  # fmt: skip
+    detail = outcome.final["resume"]["detail"]
+    assert f"from the weights in {fake_modal.root / volume_copy}" in detail
 
 
 class InterruptedCall:
