@@ -128,13 +128,17 @@ def _counts_line(instance: DagsterInstance, run_id: str) -> str:
 def _artifacts(instance: DagsterInstance, storage: Storage) -> list[tuple[str, Any]]:
     """Where the checkpoint, its HF export, the charts and the data versions ended up."""
     found: list[tuple[str, Any]] = []
-    event = instance.get_latest_materialization_event(AssetKey("pretrained_checkpoint"))
-    if event is not None and event.asset_materialization is not None:
+    for asset, label in (("pretrained_checkpoint", ""), ("midtrained_checkpoint", "midtrained ")):
+        event = instance.get_latest_materialization_event(AssetKey(asset))
+        if event is None or event.asset_materialization is None:
+            continue
         metadata = event.asset_materialization.metadata
-        found += [(name, metadata[key].value) for name, key in
+        found += [(label + name, metadata[key].value) for name, key in
                   (("checkpoint", "checkpoint"), ("Hugging Face export", "hf_export"))
                   if key in metadata]  # fmt: skip
-    found.append(("loss curve", storage.url("pretrained_checkpoint/loss_curve.png")))
+        found.append((label + "loss curve", storage.url(f"{asset}/loss_curve.png")))
+    if storage.exists("midtrained_checkpoint/forgetting.png"):
+        found.append(("forgetting chart", storage.url("midtrained_checkpoint/forgetting.png")))
     mixture = read_manifest(storage, "sampled_mixture", None)
     found.append(("mixture composition chart", storage.url(mixture.extra["chart_path"])))
     found.append(("mixture plan", storage.url(mixture.extra["plan_path"])))

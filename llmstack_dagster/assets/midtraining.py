@@ -138,7 +138,7 @@ def base_model(
             "model": model.model_dump(),
         }
     store.write_json(BASE_MODEL_FILE, record)
-    context.log.info(f"base_model: {source}, {model.n_layers} layers, vocab {model.vocab_size}")
+    context.log.info(f"{source}, {model.n_layers} layers, vocab {model.vocab_size}")
     return MaterializeResult(
         metadata={
             "source": MetadataValue.text(source),

@@ -54,7 +54,7 @@ def run_training_asset(
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(work_dir or store.local_path(asset) or Path(tmp) / asset)
         plan = plan_run(root, identity, fresh)
-        context.log.info(f"{asset}: {plan.reason}; run folder {plan.run_dir}")
+        context.log.info(f"{plan.reason}; run folder {plan.run_dir}")
         outcome = training.run_training(
             context, config=config, data_dir=config.data_dir, out_dir=str(plan.run_dir)
         )
