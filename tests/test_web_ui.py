@@ -164,7 +164,7 @@ def test_chart_metadata_is_visible_on_the_asset_page(
     from playwright.sync_api import sync_playwright
 
     from llmstack_dagster.assets.common import chart_metadata
-    from llmstack_dagster.assets.pretraining import loss_curve_png
+    from llmstack_dagster.assets.training_runs import loss_curve_png
     from llmstack_dagster.core.storage import Storage
 
     store = Storage(str(tmp_path / "store"))
