@@ -7,20 +7,16 @@ plus about ``rows_per_partition`` rows.
 
 from __future__ import annotations
 
-import math
-import posixpath
-
 import numpy as np
 import pyarrow as pa
 
+from llmstack_dagster.core.curation.selection.external_shuffle import PartitionSpill
 from llmstack_dagster.core.storage import ShardWriter, Storage
 
 KEY_COLUMN = "_sort_key"
-SPILL_ROWS = 2048
-SPILL_BYTES = 8 * 1024 * 1024
 
 
-class KeySort:
+class KeySort(PartitionSpill):
     def __init__(
         self,
         storage: Storage,
@@ -29,12 +25,8 @@ class KeySort:
         expected_rows: int,
         rows_per_partition: int,
     ) -> None:
-        self.storage = storage
-        self.folder = folder
-        self.schema = schema.append(pa.field(KEY_COLUMN, pa.float64(), nullable=False))
-        self.num_partitions = max(1, math.ceil(expected_rows / rows_per_partition))
-        self._spills: dict[int, ShardWriter] = {}
-        storage.rm(folder)
+        keyed = schema.append(pa.field(KEY_COLUMN, pa.float64(), nullable=False))
+        super().__init__(storage, folder, keyed, expected_rows, rows_per_partition)
 
     def add(self, table: pa.Table, keys: np.ndarray) -> None:
         """Spill ``table``'s rows, ``keys[i]`` being row i's key."""
@@ -44,28 +36,10 @@ class KeySort:
         partitions = np.minimum(
             (keys * self.num_partitions).astype(np.int64), self.num_partitions - 1
         )
-        order = np.argsort(partitions, kind="stable")
-        values, starts = np.unique(partitions[order], return_index=True)
-        stops = np.append(starts[1:], len(order))
-        for partition, start, stop in zip(values, starts, stops, strict=True):
-            self._spill(int(partition)).write_table(keyed.take(order[start:stop]))
-
-    def _spill(self, partition: int) -> ShardWriter:
-        if partition not in self._spills:
-            self._spills[partition] = ShardWriter(
-                self.storage,
-                posixpath.join(self.folder, f"p{partition:06d}"),
-                self.schema,
-                max_rows=SPILL_ROWS,
-                max_bytes=SPILL_BYTES,
-            )
-        return self._spills[partition]
+        self._scatter(keyed, partitions)
 
     def write_to(self, writer: ShardWriter) -> None:
         """Append every row to ``writer`` in key order (stable); removes the spill files."""
-        for partition in sorted(self._spills):
-            shards = self._spills[partition].close()
-            table = pa.concat_tables(self.storage.read_table(s.path) for s in shards)
+        for table in self._partitions():
             order = np.argsort(table.column(KEY_COLUMN).to_numpy(), kind="stable")
             writer.write_table(table.take(order).drop_columns([KEY_COLUMN]))
-        self.storage.rm(self.folder)
