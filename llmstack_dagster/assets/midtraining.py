@@ -8,7 +8,6 @@ a replay share of the pretraining mixture, tokenized with the base model's token
 """
 
 import hashlib
-import io
 import posixpath
 import tempfile
 from pathlib import Path
@@ -40,6 +39,7 @@ from llmstack_dagster.assets.training_runs import (
     run_training_asset,
     training_metadata,
 )
+from llmstack_dagster.core.charts import figure, png_bytes
 from llmstack_dagster.core.midtraining.forgetting import forgetting_rows, forgotten_domains
 from llmstack_dagster.core.midtraining.mixture import (
     MidtrainingMixtureConfig,
@@ -219,9 +219,14 @@ def midtraining_mixture(
     extra = manifest.extra
     for warning in extra.get("warnings", []):
         context.log.warning(f"midtraining_mixture: {warning}")
+    chart_rel = posixpath.join(manifest.folder, "composition.png")
+    store.write_bytes(chart_rel, composition_chart_png(extra["composition"]))
     return MaterializeResult(
         metadata={
             "composition": MetadataValue.md(extra["composition_markdown"]),
+            "composition_chart": chart_metadata(
+                context.instance, store, chart_rel, "training tokens by source and domain"
+            ),
             "counts": MetadataValue.json(manifest.counts),
             "replay_fraction": MetadataValue.float(float(extra["realized_replay_fraction"])),
             "warnings": MetadataValue.json(extra.get("warnings", [])),
@@ -287,26 +292,32 @@ class MidtrainAssetConfig(Config):
 
 def forgetting_chart_png(rows: list[dict[str, Any]]) -> bytes:
     """Bits per byte per domain, base against midtrained, as a bar chart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = [f"{r['domain']}*" if r["target"] else r["domain"] for r in rows]
     xs = range(len(rows))
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig = figure(1.5 + 0.9 * len(rows), 3.8)
+    ax = fig.subplots()
     ax.bar([x - 0.2 for x in xs], [r["base_bpb"] for r in rows], width=0.4, label="base")
-    ax.bar([x + 0.2 for x in xs], [r["midtrained_bpb"] for r in rows], width=0.4,
-           label="midtrained")  # fmt: skip
-    ax.set_xticks(list(xs), labels)
+    midtrained = [r["midtrained_bpb"] for r in rows]
+    ax.bar([x + 0.2 for x in xs], midtrained, width=0.4, label="midtrained")
+    ax.set_xticks(list(xs), labels, rotation=30, ha="right")
     ax.set_ylabel("bits per byte (* target)")
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig)
+
+
+def composition_chart_png(rows: list[dict[str, Any]]) -> bytes:
+    """Share of the training tokens per source and domain, as horizontal bars."""
+    train = [r for r in rows if r["split"] == "train"]
+    fig = figure(7, 1.5 + 0.4 * len(train))
+    ax = fig.subplots()
+    ax.barh(range(len(train)), [r["share"] for r in train],
+            color=["#dd8452" if r["source"] == "replay" else "#4c72b0" for r in train])  # fmt: skip
+    ax.set_yticks(range(len(train)), [f"{r['source']}: {r['domain']}" for r in train])
+    ax.invert_yaxis()
+    ax.set_xlabel("share of training tokens")
+    ax.set_title("Midtraining mixture: target and replay")
+    return png_bytes(fig)
 
 
 @asset(

@@ -4,7 +4,6 @@ shows (resume, validation per domain, samples, loss curve)."""
 
 from __future__ import annotations
 
-import io
 import posixpath
 import shutil
 import tempfile
@@ -15,6 +14,7 @@ from typing import Any
 from dagster import AssetExecutionContext, MetadataValue
 
 from llmstack_dagster.assets.common import chart_metadata, markdown_table
+from llmstack_dagster.core.charts import figure, png_bytes
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
 from llmstack_dagster.core.storage import Storage
 from llmstack_dagster.core.training.config import TrainConfig
@@ -126,14 +126,10 @@ def training_metadata(
 
 def loss_curve_png(metrics: list[dict]) -> bytes:
     """Train and validation loss against step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train = [(m["step"], m["train/loss"]) for m in metrics if "train/loss" in m]
     val = [(m["step"], m["val/loss"]) for m in metrics if "val/loss" in m]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig = figure(6, 3.5)
+    ax = fig.subplots()
     if train:
         ax.plot(*zip(*train, strict=True), label="train loss")
     if val:
@@ -142,11 +138,7 @@ def loss_curve_png(metrics: list[dict]) -> bytes:
     ax.set_ylabel("loss (nats/token)")
     ax.legend()
     ax.grid(alpha=0.3)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig)
 
 
 def final_val_metrics(outcome: TrainingOutcome) -> dict[str, float]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from typing import Any
 
 import numpy as np
+
+from llmstack_dagster.core.charts import figure, png_bytes
 
 PP_EDGES = np.logspace(0, 6, 61)  # perplexity 1 .. 1e6, 10 bins per decade
 TOXICITY_BINS = 1000
@@ -62,12 +63,8 @@ class ScoreSummary:
         self, title: str, cutoffs: tuple[float, float], max_pp: float | None
     ) -> bytes:
         """Log-scale perplexity histogram with the bucket cutoffs and the drop threshold."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+        fig = figure(7, 3.5)
+        ax = fig.subplots()
         inner = self.pp_counts[1:-1]
         ax.bar(PP_EDGES[:-1], inner, width=np.diff(PP_EDGES), align="edge", color="#4c72b0")
         for x, label, color in ((cutoffs[0], "p30", "green"), (cutoffs[1], "p60", "orange")):
@@ -79,8 +76,4 @@ class ScoreSummary:
         ax.set_ylabel("documents")
         ax.set_title(title)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-        return buffer.getvalue()
+        return png_bytes(fig)

@@ -3,12 +3,10 @@ domain), Markdown and a bar chart."""
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from typing import Any
 
-from matplotlib.figure import Figure
-
+from llmstack_dagster.core.charts import figure, png_bytes
 from llmstack_dagster.core.curation.selection.mixture_plan import MixturePlan
 
 
@@ -92,7 +90,7 @@ def composition_chart_png(rows: list[dict[str, Any]]) -> bytes:
     """Grouped horizontal bars of planned and realized shares per unit, as PNG bytes."""
     names = [f"{r['unit']} ({r['strategy']})" for r in rows]
     positions = range(len(rows))
-    fig = Figure(figsize=(8, 1.5 + 0.45 * len(rows)))
+    fig = figure(8, 1.5 + 0.45 * len(rows))
     ax = fig.subplots()
     for offset, column in ((-0.2, "planned_share"), (0.2, "realized_share")):
         heights = [r[column] for r in rows]
@@ -102,7 +100,4 @@ def composition_chart_png(rows: list[dict[str, Any]]) -> bytes:
     ax.set_xlabel("share of mixture tokens")
     ax.set_title("Mixture composition: planned vs realized")
     ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return png_bytes(fig)
