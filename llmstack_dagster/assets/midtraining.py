@@ -329,6 +329,7 @@ def composition_chart_png(rows: list[dict[str, Any]]) -> bytes:
         AssetCheckSpec(
             "no_forgetting",
             asset="midtrained_checkpoint",
+            blocking=True,  # stages trained from a model that forgot do not run after it
             description="No non-target domain's validation bits per byte rose by more than "
             "max_bpb_increase (default 10%) against the base model.",
         )

@@ -52,10 +52,12 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
-def run_entrypoint(config_file: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_entrypoint(
+    config_file: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         entrypoint_cmd(config_file),
-        env=clean_env(),
+        env=clean_env() | (env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,10 +1,13 @@
 """The engine keeps pretraining's behaviour: the smoke profile's pretraining config, run on the
 sample token shards, gives the same loss at every step, bit for bit, as the loop did before the
-engine was generalized (``golden/smoke_losses.json``, recorded at commit ddaa43f).
+engine was generalized (``golden/smoke_losses.json``, recorded with the loop of commit ddaa43f).
 
 The golden file holds each loss as ``float.hex``; a change in any of them is a behaviour change
 of the loop (seeding, batching, schedule, accumulation or clipping), not noise: on CPU in one
-thread the run is deterministic.
+thread the run is deterministic. So that other machines compute the same bits, the run pins
+the instruction set of every kernel library to AVX2: PyTorch's own kernels
+(``ATEN_CPU_CAPABILITY``), oneDNN (``ONEDNN_MAX_CPU_ISA``) and MKL through its conditional
+numerical reproducibility mode (``MKL_CBWR=AVX2``, same results on any CPU with AVX2).
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ from llmstack_dagster.core.training.metrics import read_metrics
 from llmstack_dagster.profiles import SMOKE
 
 GOLDEN = Path(__file__).parent / "golden" / "smoke_losses.json"
+REPRODUCIBLE_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "AVX2",
+}
 
 
 def smoke_train_config(data_dir: Path, out_dir: Path) -> TrainConfig:
@@ -55,7 +63,7 @@ def losses(out_dir: Path) -> dict[str, list[str]]:
 
 def test_smoke_loss_sequence_is_bitwise_unchanged(token_data: Path, tmp_path: Path) -> None:
     cfg = smoke_train_config(token_data, tmp_path / "run")
-    run_entrypoint(write_config(cfg, tmp_path / "run.json"))
+    run_entrypoint(write_config(cfg, tmp_path / "run.json"), env=REPRODUCIBLE_KERNELS)
     got = losses(tmp_path / "run")
     if os.environ.get("LLMSTACK_RECORD_GOLDEN"):
         GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
