@@ -8,7 +8,6 @@ run described by one JSON file builds the same task locally, under torchrun and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +24,11 @@ from llmstack_dagster.core.training.data_loader import (
     TrainBatches,
 )
 from llmstack_dagster.core.training.distributed import DistEnv
-from llmstack_dagster.core.training.evaluation import evaluate_domains, sample_generations
+from llmstack_dagster.core.training.evaluation import (
+    Autocast,
+    evaluate_domains,
+    sample_generations,
+)
 from llmstack_dagster.core.training.hf_export import export_hf
 from llmstack_dagster.core.training.hf_import import export_with_tokenizer_of
 from llmstack_dagster.core.training.init_weights import init_model_config, is_checkpoint
@@ -33,8 +36,6 @@ from llmstack_dagster.core.training.objectives import NextToken, Objective
 from llmstack_dagster.core.training.preflight import check_training_inputs
 from llmstack_dagster.core.training.token_shards import TokenShardIndex
 from llmstack_dagster.core.training.tokenizer import load_tokenizer
-
-Autocast = Callable[[], AbstractContextManager]
 
 
 class DataSource(Protocol):
