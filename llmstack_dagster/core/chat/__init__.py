@@ -1,0 +1,1 @@
+"""One conversation format for every chat stage: the schema, the renderer, the SFT data."""
