@@ -1,4 +1,4 @@
-"""Cheap checks of a token-shard folder before any training step (or cloud GPU) starts.
+"""Cheap checks of a training data folder before any training step (or cloud GPU) starts.
 
 Reads ``index.json`` and stats the files it lists; the token data itself is never read.
 Each bad input becomes a :class:`TrainingInputError` naming the problem and the file.
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmstack_dagster.core.chat.sft_index import SFT_INDEX_FILE, SFTIndex
 from llmstack_dagster.core.training.token_shards import INDEX_FILE, TokenShardIndex
 
 
@@ -99,3 +100,57 @@ def _check_shard_files(data_dir: Path, index: TokenShardIndex, dtype: np.dtype) 
         raise TrainingInputError(
             f"token shards listed in {data_dir / INDEX_FILE} do not match:\n  {listed}"
         )
+
+
+def check_sft_inputs(
+    data_dir: Path,
+    *,
+    seq_len: int,
+    global_batch: int,
+    packing: bool,
+    model_vocab_size: int | None = None,
+) -> SFTIndex:
+    """The same checks for a rendered SFT dataset (``core/chat/sft_index.py``): index and
+    tokenizer present, pad distinct from eos, every conversation fits a row, the shard files
+    exist, and the training split fills one optimizer step."""
+    data_dir = Path(data_dir)
+    index_file = data_dir / SFT_INDEX_FILE
+    if not index_file.is_file():
+        raise TrainingInputError(f"SFT dataset index {index_file} is missing")
+    try:
+        index = SFTIndex.model_validate_json(index_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise TrainingInputError(f"SFT dataset index {index_file} is unreadable: {exc}") from exc
+    if not (data_dir / index.tokenizer_file).is_file():
+        raise TrainingInputError(f"tokenizer {data_dir / index.tokenizer_file} is missing")
+    if index.pad_id == index.eos_id:
+        raise TrainingInputError(
+            f"{index_file}: pad id {index.pad_id} equals eos: the end of a turn would be padded "
+            "away and never learned"
+        )
+    if model_vocab_size is not None and model_vocab_size < index.vocab_size:
+        raise TrainingInputError(
+            f"the model's vocab_size {model_vocab_size} is smaller than the tokenizer's "
+            f"vocabulary of {index.vocab_size} ({index_file})"
+        )
+    if index.max_len > seq_len + 1:
+        raise TrainingInputError(
+            f"{index_file}: conversations of up to {index.max_len} tokens do not fit rows of "
+            f"seq_len + 1 = {seq_len + 1}; raise seq_len or render with a smaller max_len"
+        )
+    missing = [s.path for s in index.shards if not (data_dir / s.path).is_file()]
+    if missing:
+        raise TrainingInputError(f"{index_file}: shard files missing: {', '.join(missing)}")
+    train = index.split_shards("train")
+    conversations = sum(s.rows for s in train)
+    if conversations == 0:
+        raise TrainingInputError(f"the SFT training split of {index_file} is empty")
+    rows = sum(s.tokens for s in train) // (seq_len + 1) if packing else conversations
+    if rows < global_batch:
+        raise TrainingInputError(
+            f"{index_file}: about {rows} training rows of {seq_len + 1} tokens "
+            f"({conversations} conversations, packing {'on' if packing else 'off'}); one "
+            f"optimizer step needs global_batch = {global_batch}: add data, or lower "
+            "micro_batch_size / grad_accum_steps"
+        )
+    return index

@@ -146,3 +146,28 @@ def test_model_vocab_smaller_than_tokenizer(tmp_path: Path) -> None:
     with pytest.raises(TrainingInputError, match="vocab_size 99 is smaller than .* 100"):
         check(tmp_path, model_vocab_size=99)
     check(tmp_path, model_vocab_size=100)
+
+
+def test_sft_datasets_are_checked_before_training(tokenizer_file, tmp_path) -> None:
+    from support.sft_data import write_sft_dataset
+
+    from llmstack_dagster.core.training.preflight import check_sft_inputs
+
+    rows = [([1, 5, 6, 7, 2], [0, 0, 1, 1, 1])] * 6
+    good = write_sft_dataset(tmp_path / "good", tokenizer_file, rows, rows[:1], pad_id=3, eos_id=2)
+    index = check_sft_inputs(good, seq_len=8, global_batch=4, packing=False)
+    assert index.max_len == 5
+    with pytest.raises(TrainingInputError, match="do not fit rows"):
+        check_sft_inputs(good, seq_len=3, global_batch=1, packing=False)
+    with pytest.raises(TrainingInputError, match="one optimizer step needs global_batch = 8"):
+        check_sft_inputs(good, seq_len=8, global_batch=8, packing=False)
+    with pytest.raises(TrainingInputError, match="smaller than the tokenizer"):
+        check_sft_inputs(good, seq_len=8, global_batch=1, packing=True, model_vocab_size=8)
+    padded = write_sft_dataset(tmp_path / "pad", tokenizer_file, rows, rows, pad_id=2, eos_id=2)
+    with pytest.raises(TrainingInputError, match="equals eos"):
+        check_sft_inputs(padded, seq_len=8, global_batch=1, packing=True)
+    (good / "train" / "part-00000.parquet").unlink()
+    with pytest.raises(TrainingInputError, match="shard files missing: train/part-00000"):
+        check_sft_inputs(good, seq_len=8, global_batch=1, packing=True)
+    with pytest.raises(TrainingInputError, match="is missing"):
+        check_sft_inputs(tmp_path / "nowhere", seq_len=8, global_batch=1, packing=True)
