@@ -48,6 +48,21 @@ DEMO: dict[str, dict[str, Any]] = {
         "log_every": 25,
         "cpu_threads": 1,
     },
+    # SFT of the midtrained demo model on the bundled conversations
+    "sft_dataset": {"sources": "demo", "max_len": 256},
+    "sft_checkpoint": {
+        "seq_len": 255,
+        "micro_batch_size": 8,
+        "grad_accum_steps": 1,
+        "max_steps": 60,
+        "lr": 1e-3,
+        "warmup_steps": 3,
+        "eval_every": 30,
+        "eval_batches": 2,
+        "checkpoint_every": 30,
+        "log_every": 10,
+        "cpu_threads": 1,
+    },
 }
 
 # The smallest size that still exercises every stage end to end (CI's pipeline test).
@@ -71,6 +86,13 @@ SMOKE: dict[str, dict[str, Any]] = {
         "checkpoint_every": 5,
         "log_every": 5,
     },
+    "sft_checkpoint": {
+        **DEMO["sft_checkpoint"],
+        "max_steps": 6,
+        "eval_every": 3,
+        "checkpoint_every": 3,
+        "log_every": 3,
+    },
 }
 
 # The demo's curation and pretraining, then SmolLM2-135M-Instruct (the GGUF that set-up
@@ -90,6 +112,20 @@ SMOL: dict[str, dict[str, Any]] = {
         "eval_batches": 2,
         "checkpoint_every": 10,
         "log_every": 2,
+        "cpu_threads": 2,
+    },
+    "sft_dataset": {"sources": "demo", "max_len": 512},
+    "sft_checkpoint": {
+        "seq_len": 511,
+        "micro_batch_size": 2,
+        "grad_accum_steps": 1,
+        "max_steps": 10,
+        "lr": 2e-5,
+        "warmup_steps": 1,
+        "eval_every": 5,
+        "eval_batches": 1,
+        "checkpoint_every": 5,
+        "log_every": 1,
         "cpu_threads": 2,
     },
 }

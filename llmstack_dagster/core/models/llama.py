@@ -2,6 +2,9 @@
 
 Pre-norm RMSNorm blocks with grouped-query attention through
 ``torch.nn.functional.scaled_dot_product_attention``, RoPE, a SwiGLU MLP and no biases.
+Packed rows (several sequences back to back, for SFT) pass ``segment_ids`` and
+``position_ids``: attention is then causal within each segment only (a boolean SDPA mask)
+and RoPE positions restart per segment. Without them the plain causal path runs unchanged.
 Q/K/V and the MLP's gate/up projections are fused into one matmul each; the Hugging Face
 export splits them again (see ``core/training/hf_export.py``). The training loss fuses the
 output head with the cross-entropy (``core/models/loss.py``).
@@ -39,7 +42,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, q_out + 2 * kv_out, bias=False)
         self.out = nn.Linear(q_out, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         batch, seq, _ = x.shape
         q_out, kv_out = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
         q, k, v = self.qkv(x).split([q_out, kv_out, kv_out], dim=-1)
@@ -47,9 +52,11 @@ class Attention(nn.Module):
         k = k.view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads
-        )
+        gqa = self.n_kv_heads != self.n_heads
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.out(y.transpose(1, 2).reshape(batch, seq, q_out))
 
 
@@ -74,8 +81,10 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -108,25 +117,46 @@ class LlamaLM(nn.Module):
                 nn.init.normal_(param, std=std)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        reduction: str = "mean",
+        position_ids: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits (B, T, V) without targets; else the cross-entropy (mean, or per token).
+        """Logits (B, T, V) without targets; else the cross-entropy (mean, sum or per token).
 
-        A mean loss under autograd goes through ``linear_cross_entropy``, which never keeps the
-        full-vocabulary logits.
+        Targets of -100 are ignored. ``position_ids`` (B, T) index the RoPE tables per token;
+        ``segment_ids`` (B, T) make attention block-diagonal: a token attends only to earlier
+        tokens of the same segment (padding, segment 0, forms its own). A mean or sum loss
+        under autograd goes through ``linear_cross_entropy``, which never keeps the
+        full-vocabulary logits (its mean takes no ignored targets: use the sum for masks).
         """
         seq = idx.shape[1]
         if seq > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {seq} tokens exceeds max_seq_len")
-        cos, sin = self.rope_cos[:seq], self.rope_sin[:seq]
+        if position_ids is None:
+            cos, sin = self.rope_cos[:seq], self.rope_sin[:seq]
+        else:
+            cos, sin = self.rope_cos[position_ids][:, None], self.rope_sin[position_ids][:, None]
+        mask = None if segment_ids is None else segment_mask(segment_ids)
         x = self.embed_tokens(idx)
         for block in self.layers:
-            x = block(x, cos, sin)
+            x = block(x, cos, sin, mask)
         x = self.norm(x)
-        if targets is not None and reduction == "mean" and torch.is_grad_enabled():
-            return linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten())
+        if targets is not None and reduction in ("mean", "sum") and torch.is_grad_enabled():
+            return linear_cross_entropy(
+                x.flatten(0, 1), self.lm_head.weight, targets.flatten(), reduction=reduction
+            )
         logits = self.lm_head(x)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
-        return loss if reduction == "mean" else loss.view_as(targets)
+        return loss.view_as(targets) if reduction == "none" else loss
+
+
+def segment_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Boolean SDPA mask (B, 1, T, T): causal and within the same segment."""
+    seq = segment_ids.shape[1]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=segment_ids.device).tril()
+    return (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None] & causal

@@ -59,6 +59,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` of shape (B, H, T, Q) with tables sliced to (T, Q)."""
+    """Rotate ``x`` of shape (B, H, T, Q) with tables sliced to (T, Q) or gathered per token
+    to (B, 1, T, Q)."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return x * cos + rotate_half(x) * sin

@@ -19,7 +19,8 @@ class OptimConfig(BaseModel):
     only, gradient clipping at 1.0. ``schedule``: ``cosine`` decays over every step after the
     warmup (for continued pretraining this is re-warm then re-decay, Ibrahim et al. 2024);
     ``wsd`` (warmup-stable-decay, Hu et al. 2024; Hägele et al. 2024) holds ``lr`` and decays
-    linearly over the last ``cooldown_fraction`` of the steps.
+    linearly over the last ``cooldown_fraction`` of the steps; ``linear`` decays linearly over
+    every step after the warmup (Tulu 3's SFT schedule).
     """
 
     lr: float = 6e-4
@@ -29,7 +30,7 @@ class OptimConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     grad_clip: float = Field(default=1.0, gt=0.0)
-    schedule: Literal["cosine", "wsd"] = "cosine"
+    schedule: Literal["cosine", "wsd", "linear"] = "cosine"
     cooldown_fraction: float = Field(default=0.2, gt=0.0, le=1.0)
 
 
@@ -81,6 +82,9 @@ class TrainConfig(BaseModel):
         default="next_token", description="the training task (see core/training/tasks.py)"
     )
     init: InitConfig | None = None
+    packing: bool = Field(
+        default=True, description="SFT: pack conversations per row (False: one, padded)"
+    )
 
     def resolve_model(self, vocab_size: int) -> ModelConfig:
         """The preset with the tokenizer's vocabulary and ``model_overrides`` applied (a run

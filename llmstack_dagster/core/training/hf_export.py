@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from llmstack_dagster.core.chat.render import OUR_CHAT_TEMPLATE
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.training.atomic import atomic_dir
 from llmstack_dagster.core.training.checkpoint import CheckpointMeta, read_checkpoint_meta
@@ -133,7 +134,8 @@ def hf_config(cfg: ModelConfig, special_ids: dict[str, int] | None = None) -> Ll
 
 
 def tokenizer_config_dict(max_seq_len: int) -> dict[str, Any]:
-    """``tokenizer_config.json``: the fast tokenizer class, its special tokens and length.
+    """``tokenizer_config.json``: the fast tokenizer class, its special tokens, length and
+    chat template (``OUR_CHAT_TEMPLATE``: ``apply_chat_template`` gives our renderer's ids).
 
     Documents are separated by EOS during training and no BOS is prepended, so
     ``tokenizer.json`` has no post-processor and encoding adds no special tokens.
@@ -147,6 +149,7 @@ def tokenizer_config_dict(max_seq_len: int) -> dict[str, Any]:
         "model_max_length": max_seq_len,
         "padding_side": "right",
         "clean_up_tokenization_spaces": False,
+        "chat_template": OUR_CHAT_TEMPLATE,
     }
 
 
@@ -160,16 +163,18 @@ def special_tokens_map() -> dict[str, Any]:
 def generation_config_dict(
     special_ids: dict[str, int] | None, sampling: EvalConfig
 ) -> dict[str, Any]:
-    """``generation_config.json``: our sampler's nucleus settings and the special-token ids.
+    """``generation_config.json``: our sampler's nucleus settings and the special-token ids;
+    generation stops at the end of a document and at the end of an assistant turn.
 
     Like ``evaluation.generate`` in its top-p mode: temperature then top-p, no top-k cut
     (``top_k: 0`` switches off the library's default of 50). Callers wanting greedy
     decoding pass ``do_sample=False``. No ``max_length``: callers set ``max_new_tokens``.
     """
     ids = special_ids or {}
+    stops = [ids[role] for role in ("eos", "end_turn") if role in ids]
     return {
         "bos_token_id": ids.get("bos"),
-        "eos_token_id": ids.get("eos"),
+        "eos_token_id": stops if len(stops) > 1 else ids.get("eos"),
         "pad_token_id": ids.get("pad"),
         "do_sample": sampling.temperature > 0,
         "temperature": sampling.temperature if sampling.temperature > 0 else 1.0,
@@ -193,16 +198,17 @@ def export_hf(
     cfg = ModelConfig.model_validate(meta.model)
     ours = load_file(str(Path(checkpoint_dir) / "model.safetensors"))
     state = hf_state_dict(ours, cfg)
-    special_ids = None
+    special_ids = stop_ids = None
     if tokenizer_file is not None:
         ids = special_token_ids(load_tokenizer(tokenizer_file))
         special_ids = {role: ids[role] for role in ("bos", "eos", "pad")}
+        stop_ids = special_ids | {"end_turn": ids["end_turn"]}
     index = index or _index_from_train_config(meta)
     sampling = EvalConfig.model_validate(meta.train_config.get("eval", {}))
     n_params = sum(t.numel() for t in ours.values())
     with atomic_dir(Path(out_dir)) as tmp:
         write_json(tmp / "config.json", hf_config_dict(cfg, special_ids))
-        write_json(tmp / "generation_config.json", generation_config_dict(special_ids, sampling))
+        write_json(tmp / "generation_config.json", generation_config_dict(stop_ids, sampling))
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer_file is not None:
             write_tokenizer_files(tokenizer_file, tmp, cfg.max_seq_len)
@@ -232,9 +238,11 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
 
 
 def _index_from_train_config(meta: CheckpointMeta) -> TokenShardIndex | None:
-    """The token-shard index next to the run's ``data_dir``, if it is still there."""
+    """The token-shard index next to the run's ``data_dir``, if it is still there (a run of
+    another objective, e.g. SFT, has its own kind of data folder)."""
     data_dir = meta.train_config.get("data_dir")
-    if not data_dir or not (Path(data_dir) / INDEX_FILE).is_file():
+    objective = meta.train_config.get("objective", "next_token")
+    if objective != "next_token" or not data_dir or not (Path(data_dir) / INDEX_FILE).is_file():
         return None
     return load_token_index(Path(data_dir))
 

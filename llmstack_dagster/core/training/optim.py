@@ -43,6 +43,8 @@ def lr_at(step: int, max_steps: int, cfg: OptimConfig) -> float:
         return cfg.lr + (min_lr - cfg.lr) * progress
     decay_steps = max(1, max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    if cfg.schedule == "linear":
+        return cfg.lr + (min_lr - cfg.lr) * progress
     return min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 

@@ -34,8 +34,9 @@ from llmstack_dagster.core.training.hf_import import export_with_tokenizer_of
 from llmstack_dagster.core.training.init_weights import init_model_config, is_checkpoint
 from llmstack_dagster.core.training.objectives import NextToken, Objective
 from llmstack_dagster.core.training.preflight import check_training_inputs
+from llmstack_dagster.core.training.sft_task import sft_inputs, sft_task
 from llmstack_dagster.core.training.token_shards import TokenShardIndex
-from llmstack_dagster.core.training.tokenizer import load_tokenizer
+from llmstack_dagster.core.training.tokenizer import has_our_special_tokens, load_tokenizer
 
 
 class DataSource(Protocol):
@@ -70,6 +71,20 @@ def initial_model_config(cfg: TrainConfig) -> ModelConfig | None:
             f"seq_len {cfg.seq_len}"
         )
     return model
+
+
+def export_for_tokenizer(
+    checkpoint: Path,
+    dest: Path,
+    tokenizer_file: Path,
+    index: TokenShardIndex | None = None,
+    tokenizer_dir: Path | None = None,
+) -> Path:
+    """The HF export of a checkpoint: with our tokenizer's files and chat template, or with
+    those of an imported tokenizer (from ``tokenizer_dir``, else beside ``tokenizer_file``)."""
+    if has_our_special_tokens(load_tokenizer(tokenizer_file)):
+        return export_hf(checkpoint, dest, tokenizer_file, index)
+    return export_with_tokenizer_of(checkpoint, tokenizer_dir or tokenizer_file.parent, dest)
 
 
 def next_token_inputs(cfg: TrainConfig, world_size: int) -> tuple[TokenShardIndex, ModelConfig]:
@@ -112,10 +127,11 @@ def next_token_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
             model, tokenizer, cfg.eval, model_cfg.max_seq_len, device, index.eos_id, cfg.seed
         )
 
+    imported = cfg.init is not None and not is_checkpoint(Path(cfg.init.path))
+    tokenizer_dir = Path(cfg.init.path) if imported else None  # type: ignore[union-attr]
+
     def export(checkpoint: Path, dest: Path) -> Path:
-        if cfg.init is not None and not is_checkpoint(Path(cfg.init.path)):
-            return export_with_tokenizer_of(checkpoint, Path(cfg.init.path), dest)
-        return export_hf(checkpoint, dest, tokenizer_file, index)
+        return export_for_tokenizer(checkpoint, dest, tokenizer_file, index, tokenizer_dir)
 
     return TrainingTask(
         objective=NextToken(),
@@ -142,6 +158,7 @@ class TaskKind:
 
 TASKS: dict[str, TaskKind] = {
     "next_token": TaskKind(next_token_task, next_token_inputs),
+    "sft": TaskKind(sft_task, sft_inputs),
 }
 
 

@@ -73,6 +73,11 @@ def load_tokenizer(path: Path) -> Tokenizer:
     return Tokenizer.from_file(str(path / TOKENIZER_FILE if path.is_dir() else path))
 
 
+def has_our_special_tokens(tokenizer: Tokenizer) -> bool:
+    """Whether ``tokenizer`` is one of ours (every token of :data:`SPECIAL_TOKENS`)."""
+    return all(tokenizer.token_to_id(t) is not None for t in SPECIAL_TOKENS.values())
+
+
 def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
     """Role -> id for every special token (raises if one is missing)."""
     ids = {role: tokenizer.token_to_id(token) for role, token in SPECIAL_TOKENS.items()}

@@ -1,0 +1,148 @@
+"""Supervised fine-tuning as an engine task: rendered conversations, assistant-only loss.
+
+Data: the ``sft_dataset`` folder (``core/chat/sft_index.py``), packed into rows with
+attention that never crosses conversations (``sft_data.py``). Objective: next-token loss on
+the assistant tokens only, normalized by the step's global count of them
+(``objectives.MaskedNextToken``). Evaluation: the held-out conversations' loss on their
+assistant tokens, and greedy and sampled answers to held-out prompts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmstack_dagster.core.chat.conversation import conversations_from_table
+from llmstack_dagster.core.chat.render import ChatRenderer
+from llmstack_dagster.core.chat.sft_index import SFTIndex
+from llmstack_dagster.core.models.config import ModelConfig
+from llmstack_dagster.core.training.config import TrainConfig
+from llmstack_dagster.core.training.distributed import DistEnv
+from llmstack_dagster.core.training.evaluation import Autocast, generate
+from llmstack_dagster.core.training.objectives import MaskedNextToken
+from llmstack_dagster.core.training.preflight import TrainingInputError, check_sft_inputs
+from llmstack_dagster.core.training.sft_data import SFTBatches, SFTConversations
+from llmstack_dagster.core.training.tokenizer import load_tokenizer
+
+CONVERSATIONS_DIR = "conversations"  # the text of the rendered conversations (sft_render.py)
+SAMPLE_PROMPTS = 4  # held-out prompts answered at the end of a run
+
+
+def sft_inputs(cfg: TrainConfig, world_size: int) -> tuple[SFTIndex, ModelConfig]:
+    """The checked SFT index and the shape of the initial weights (SFT needs some)."""
+    from llmstack_dagster.core.training.tasks import initial_model_config
+
+    initial = initial_model_config(cfg)
+    if initial is None:
+        raise TrainingInputError("SFT starts from a model: set init (a checkpoint or import)")
+    index = check_sft_inputs(
+        Path(cfg.data_dir),
+        seq_len=cfg.seq_len,
+        global_batch=cfg.micro_batch_size * cfg.grad_accum_steps * world_size,
+        packing=cfg.packing,
+        model_vocab_size=initial.vocab_size,
+    )
+    return index, initial
+
+
+@torch.no_grad()
+def heldout_loss(
+    model: nn.Module,
+    conversations: SFTConversations,
+    limit: int,
+    device: torch.device,
+    autocast: Autocast,
+) -> dict[str, float]:
+    """Mean loss per assistant token of the first ``limit`` held-out conversations."""
+    was_training = model.training
+    model.eval()
+    nats = tokens = 0.0
+    for conv in range(min(limit, len(conversations))):
+        start, stop = conversations.offsets[conv], conversations.offsets[conv + 1]
+        ids = torch.from_numpy(conversations.tokens[start:stop].astype(np.int64))
+        mask = torch.from_numpy(conversations.loss_mask[start:stop])
+        targets = torch.where(mask[1:], ids[1:], torch.full_like(ids[1:], -100))
+        with autocast():
+            loss = model(ids[None, :-1].to(device), targets[None].to(device), reduction="sum")
+        nats += float(loss)
+        tokens += float(mask[1:].sum())
+    model.train(was_training)
+    return {"val/loss": nats / tokens} if tokens else {}
+
+
+def sample_answers(
+    model: nn.Module,
+    data_dir: Path,
+    cfg: TrainConfig,
+    max_seq_len: int,
+    device: torch.device,
+) -> list[dict[str, str]]:
+    """Greedy and top-p answers to the first held-out prompts (a conversation's turns before
+    its last assistant turn)."""
+    import pyarrow.parquet as pq
+
+    renderer = ChatRenderer.from_tokenizer(data_dir / "tokenizer.json")
+    tokenizer = load_tokenizer(data_dir / "tokenizer.json")
+    files = sorted((data_dir / CONVERSATIONS_DIR).glob("*.parquet"))
+    rendered_val = {
+        row for f in sorted((data_dir / "val").glob("*.parquet"))
+        for row in pq.read_table(f, columns=["id"]).column("id").to_pylist()
+    }  # fmt: skip
+    prompts = []
+    for path in files:
+        for conv in conversations_from_table(pq.read_table(path)):
+            if conv.id in rendered_val and len(prompts) < SAMPLE_PROMPTS:
+                last = max(i for i, t in enumerate(conv.turns) if t.role == "assistant")
+                prompts.append(conv.turns[:last])
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(cfg.seed)
+    rows = []
+    for turns in prompts:
+        ids = renderer.prompt_ids(turns)
+        row = {"prompt": turns[-1].content}
+        for mode, temperature in (("greedy", 0.0), ("top_p", cfg.eval.temperature)):
+            new = generate(
+                model, ids, cfg.eval.max_new_tokens, max_seq_len, device,
+                temperature, cfg.eval.top_p, renderer.end_turn_id, generator,
+            )  # fmt: skip
+            row[mode] = tokenizer.decode(new)
+        rows.append(row)
+    model.train(was_training)
+    return rows
+
+
+def sft_task(cfg: TrainConfig, env: DistEnv):  # noqa: ANN201 - a TrainingTask (tasks.py)
+    from llmstack_dagster.core.training.tasks import TrainingTask, export_for_tokenizer
+
+    data_dir = Path(cfg.data_dir)
+    index, model_cfg = sft_inputs(cfg, env.world_size)
+    train = SFTConversations(data_dir, index, "train")
+    batches = SFTBatches(
+        train, cfg.seq_len, cfg.micro_batch_size, cfg.grad_accum_steps, cfg.seed,
+        env.rank, env.world_size, packing=cfg.packing,
+    )  # fmt: skip
+    val = SFTConversations(data_dir, index, "val") if index.split_shards("val") else None
+    limit = cfg.eval.batches * cfg.micro_batch_size
+
+    def evaluate(model: nn.Module, device: torch.device, autocast: Autocast) -> dict[str, float]:
+        return heldout_loss(model, val, limit, device, autocast) if val is not None else {}
+
+    def sample(model: nn.Module, device: torch.device) -> list[dict[str, str]]:
+        return sample_answers(model, data_dir, cfg, model_cfg.max_seq_len, device)
+
+    def export(checkpoint: Path, dest: Path) -> Path:
+        return export_for_tokenizer(checkpoint, dest, data_dir / index.tokenizer_file)
+
+    return TrainingTask(
+        objective=MaskedNextToken(),
+        data=batches,
+        model_config=model_cfg,
+        evaluate=evaluate,
+        sample=sample,
+        export=export,
+        provenance={"tokenizer_hash": index.tokenizer_hash, "data_version": index.data_version},
+    )
