@@ -45,3 +45,24 @@ def test_model_training_loss_equals_loss_from_logits() -> None:
     torch.testing.assert_close(loss, ref)
     for p, got in zip(model.parameters(), fused_grads, strict=True):
         torch.testing.assert_close(got, p.grad)
+
+
+@pytest.mark.parametrize("chunk", [3, 64])
+def test_sum_skips_ignored_targets_and_is_zero_without_any(chunk: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(37, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(23, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 23, (37,), generator=gen)
+    targets[::3] = -100
+    ref = F.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+    loss = linear_cross_entropy(hidden, weight, targets, chunk=chunk, reduction="sum")
+    torch.testing.assert_close(loss, ref)
+    for got, want in zip(
+        torch.autograd.grad(2.0 * loss, (hidden, weight)),
+        torch.autograd.grad(2.0 * ref, (hidden, weight)),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want)
+    none = linear_cross_entropy(hidden, weight, torch.full_like(targets, -100), reduction="sum")
+    assert none == 0
+    assert all(g.abs().sum() == 0 for g in torch.autograd.grad(none, (hidden, weight)))

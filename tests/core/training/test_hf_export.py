@@ -85,7 +85,7 @@ def test_json_files_use_forms_transformers_4_and_5_both_read(tmp_path, tokenizer
     generation = read_json(hf_dir / "generation_config.json")
     assert generation == {
         "bos_token_id": ids["bos"],
-        "eos_token_id": ids["eos"],
+        "eos_token_id": [ids["eos"], ids["end_turn"]],  # a document's end, a turn's end
         "pad_token_id": ids["pad"],
         "do_sample": True,
         "temperature": 0.8,
@@ -108,7 +108,8 @@ def test_tokenizer_and_generation_config_load_in_transformers_5(tmp_path, tokeni
     assert tok.model_max_length == SMALL.max_seq_len
     assert "<|assistant|>" in tok.all_special_tokens
     generation = GenerationConfig.from_pretrained(hf_dir)
-    assert generation.eos_token_id == tok.eos_token_id and generation.do_sample
+    end_turn = tok.convert_tokens_to_ids("<|end_turn|>")
+    assert generation.eos_token_id == [tok.eos_token_id, end_turn] and generation.do_sample
     hf = AutoModelForCausalLM.from_pretrained(hf_dir)
     assert hf.generation_config.pad_token_id == tok.pad_token_id
     out = hf.generate(torch.tensor([ids[:4]]), max_new_tokens=3, do_sample=False)
