@@ -82,6 +82,12 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
     for domain in ("code", "code_target"):
         assert mid_evals[-1][f"val/{domain}/bpb"] < mid_evals[0][f"val/{domain}/bpb"]
     assert (mid_dir / "hf" / "config.json").exists()
+    # SFT of the midtrained model on the bundled conversations, with its chat template
+    sft_dir = Path(store.read_json("sft_checkpoint/current.json")["run_dir"])
+    sft_summary = json.loads((sft_dir / "summary.json").read_text())
+    assert sft_summary["step"] == 6 and sft_summary["samples"]
+    hf_tokenizer = json.loads((sft_dir / "hf" / "tokenizer_config.json").read_text())
+    assert "chat_template" in hf_tokenizer
     # every asset check of every run passed: 4 per raw partition, 3 per dedup partition,
     # 1 per quality partition, and the global no-exact-duplicate check
     with DagsterInstance.from_config(str(home)) as instance:

@@ -18,7 +18,7 @@ from llmstack_dagster.core.charts import figure, png_bytes
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
 from llmstack_dagster.core.storage import Storage
 from llmstack_dagster.core.training.config import TrainConfig
-from llmstack_dagster.core.training.engine import identity_of
+from llmstack_dagster.core.training.engine import SAMPLES_DIR, identity_of
 from llmstack_dagster.core.training.runs import RUNS, RunPlan, plan_run
 from llmstack_dagster.core.training.tasks import check_task_inputs
 from llmstack_dagster.core.training.tokenizer import TOKENIZER_FILE
@@ -119,9 +119,19 @@ def training_metadata(
         **resume_metadata(run),
         "validation": MetadataValue.md(markdown_table(validation_rows(final_val_metrics(outcome)))),
         "samples": MetadataValue.md(str(outcome.metadata.get("samples", ""))),
+        **samples_by_step(Path(run.current["run_dir"])),
         "final_metrics": MetadataValue.json(final),
         "loss_curve": chart_metadata(context.instance, store, curve_rel, "loss curve"),
     }
+
+
+def samples_by_step(run_dir: Path) -> dict[str, Any]:
+    """The answers sampled at each evaluation (tasks that sample there), one table a step."""
+    files = sorted((run_dir / SAMPLES_DIR).glob("step_*.md"))
+    if not files:
+        return {}
+    sections = [f"**step {int(f.stem.removeprefix('step_'))}**\n\n{f.read_text()}" for f in files]
+    return {"samples_by_step": MetadataValue.md("\n\n".join(sections))}
 
 
 def loss_curve_png(metrics: list[dict]) -> bytes:

@@ -73,6 +73,7 @@ from llmstack_dagster.core.training.run_identity import (
 from llmstack_dagster.core.training.tasks import TrainingTask, build_task
 
 SUMMARY_FILE = "summary.json"
+SAMPLES_DIR = "samples"  # answers at each evaluation, for tasks that sample there
 _RUNTIME_GROUP_KEYS = ("fused", "foreach", "capturable", "differentiable")
 
 
@@ -348,7 +349,15 @@ class Engine:
             self.log(f"step {self.step}/{self.cfg.max_steps}{self._eta()}: {shown}")
 
     def _evaluate(self) -> dict[str, float]:
-        return self.task.evaluate(self.wrapped, self.env.device, self.autocast)
+        values = self.task.evaluate(self.wrapped, self.env.device, self.autocast)
+        if self.task.sample_at_eval:
+            samples = self.task.sample(self.wrapped, self.env.device)
+            if self.env.is_main:
+                (self.out_dir / SAMPLES_DIR).mkdir(exist_ok=True)
+                markdown = generations_markdown(samples, self.cfg.eval.top_p)
+                path = self.out_dir / SAMPLES_DIR / f"step_{self.step:08d}.md"
+                write_text_atomic(path, markdown)
+        return values
 
     def _checkpoint(self) -> Path:
         model_state, optim_state = full_state(self.wrapped, self.optimizer)

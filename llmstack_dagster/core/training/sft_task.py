@@ -145,4 +145,5 @@ def sft_task(cfg: TrainConfig, env: DistEnv):  # noqa: ANN201 - a TrainingTask (
         sample=sample,
         export=export,
         provenance={"tokenizer_hash": index.tokenizer_hash, "data_version": index.data_version},
+        sample_at_eval=True,
     )

@@ -58,6 +58,7 @@ class TrainingTask:
     sample: Callable[[nn.Module, torch.device], list[dict[str, str]]]
     export: Callable[[Path, Path], Path]
     provenance: dict[str, Any] = field(default_factory=dict)  # recorded in checkpoint meta
+    sample_at_eval: bool = False  # also sample at every evaluation (samples/step_*.md)
 
 
 def initial_model_config(cfg: TrainConfig) -> ModelConfig | None:

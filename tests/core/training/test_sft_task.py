@@ -44,6 +44,9 @@ def test_sft_resumes_exactly_and_its_export_reproduces_the_samples(
     records = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in records if "val/loss" in r] == [0, 2, 4]
     assert all(r["train/trained_tokens"] > 0 for r in records if "train/loss" in r)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "step_00000000.md", "step_00000002.md", "step_00000004.md"
+    ]  # answers at each evaluation  # fmt: skip
 
     summary = json.loads((out / SUMMARY_FILE).read_text())
     shutil.rmtree(checkpoint_dir(out, 4))  # as if killed after the step-2 checkpoint
