@@ -81,9 +81,10 @@ def export_for_tokenizer(
     index: TokenShardIndex | None = None,
     tokenizer_dir: Path | None = None,
 ) -> Path:
-    """The HF export of a checkpoint: with our tokenizer's files and chat template, or with
-    those of an imported tokenizer (from ``tokenizer_dir``, else beside ``tokenizer_file``)."""
-    if has_our_special_tokens(load_tokenizer(tokenizer_file)):
+    """The HF export of a checkpoint: with the files and chat template of the imported model
+    it was trained from (``tokenizer_dir``), else of our tokenizer, else of the imported
+    tokenizer beside ``tokenizer_file``."""
+    if tokenizer_dir is None and has_our_special_tokens(load_tokenizer(tokenizer_file)):
         return export_hf(checkpoint, dest, tokenizer_file, index)
     return export_with_tokenizer_of(checkpoint, tokenizer_dir or tokenizer_file.parent, dest)
 

@@ -144,6 +144,7 @@ def exported(tmp_path_factory, tokenizer_file) -> tuple[Path, Path, dict]:
     expected = {
         "ids": [tok.encode(text).ids for text in TEXTS],
         "special": [tok.token_to_id(t) for t in ("<|bos|>", "<|eos|>", "<|pad|>")],
+        "end_turn": tok.token_to_id("<|end_turn|>"),
         "skip": [_strip_special(text) for text in TEXTS],
         "eos": eos,
         "greedy": greedy,
@@ -192,4 +193,6 @@ def test_export_loads_with_transformers(exported, version) -> None:
         assert tok["all_special"] == sorted(SPECIAL_TOKENS.values())
         assert tok["skip"] == expected["skip"]
         assert tok["max_len"] == SMALL.max_seq_len
-    assert got["generation"] == [*expected["special"], True, 0.8, 0.9, 0]
+    bos, eos, pad = expected["special"]
+    stops = [eos, expected["end_turn"]]  # generation stops at a document's and a turn's end
+    assert got["generation"] == [bos, stops, pad, True, 0.8, 0.9, 0]
