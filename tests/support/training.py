@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,25 @@ def run_entrypoint(
         timeout=timeout,
         check=True,
     )
+
+
+def kill_after_first_checkpoint(config_file: Path, out_dir: Path, timeout: float = 240) -> None:
+    """Start the entrypoint and SIGKILL it as soon as a complete checkpoint exists."""
+    from llmstack_dagster.core.training.checkpoint import latest_complete_checkpoint
+
+    proc = subprocess.Popen(
+        entrypoint_cmd(config_file),
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while latest_complete_checkpoint(out_dir) is None and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
 def resource_train_config(**overrides: Any) -> dict:

@@ -1,12 +1,9 @@
 """Exact resume: a run SIGKILLed after a checkpoint and resumed matches an uninterrupted one."""
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-from support.training import clean_env, entrypoint_cmd, run_entrypoint, tiny_config, write_config
+from support.training import kill_after_first_checkpoint, run_entrypoint, tiny_config, write_config
 
 from llmstack_dagster.core.training.checkpoint import (
     complete_checkpoints,
@@ -35,19 +32,7 @@ def test_sigkill_then_resume_gives_identical_losses(token_data: Path, tmp_path: 
 
     out = tmp_path / "killed"
     cfg_file = write_config(straight.model_copy(update={"out_dir": str(out)}), tmp_path / "k.json")
-    proc = subprocess.Popen(
-        entrypoint_cmd(cfg_file),
-        env=clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 240
-    while latest_complete_checkpoint(out) is None and proc.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_first_checkpoint(cfg_file, out)
     assert not (out / SUMMARY_FILE).exists(), "the run finished before it could be killed"
     resumed_from = read_checkpoint_meta(latest_complete_checkpoint(out)).step
     assert 5 <= resumed_from < STEPS
