@@ -70,7 +70,8 @@ from llmstack_dagster.core.training.run_identity import (
     read_identity,
     run_identity,
 )
-from llmstack_dagster.core.training.tasks import TrainingTask, build_task
+from llmstack_dagster.core.training.tasks import build_task
+from llmstack_dagster.core.training.training_task import TrainingTask
 
 SUMMARY_FILE = "summary.json"
 SAMPLES_DIR = "samples"  # answers at each evaluation, for tasks that sample there

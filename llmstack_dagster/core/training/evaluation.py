@@ -97,23 +97,24 @@ def generate(
     return new
 
 
-def sample_generations(
+def sample_continuations(
     model: nn.Module,
     tokenizer: Tokenizer,
+    prompts: list[tuple[str, list[int]]],
     cfg: EvalConfig,
     max_seq_len: int,
     device: torch.device,
-    eos_id: int,
+    stop_id: int,
     seed: int,
 ) -> list[dict[str, str]]:
-    """For each prompt: its greedy and its top-p continuation."""
+    """For each ``(label, prompt ids)``: its greedy and its top-p continuation, up to
+    ``stop_id`` (the end of a document, or of an assistant turn)."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     samples = []
-    for prompt in cfg.prompts:
-        ids = tokenizer.encode(prompt, add_special_tokens=False).ids
-        row = {"prompt": prompt}
+    for label, ids in prompts:
+        row = {"prompt": label}
         for mode, temperature in (("greedy", 0.0), ("top_p", cfg.temperature)):
             new = generate(
                 model,
@@ -123,13 +124,27 @@ def sample_generations(
                 device,
                 temperature,
                 cfg.top_p,
-                eos_id,
+                stop_id,
                 generator,
             )
             row[mode] = tokenizer.decode(new)
         samples.append(row)
     model.train(was_training)
     return samples
+
+
+def sample_generations(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    cfg: EvalConfig,
+    max_seq_len: int,
+    device: torch.device,
+    eos_id: int,
+    seed: int,
+) -> list[dict[str, str]]:
+    """For each of the config's text prompts: its greedy and its top-p continuation."""
+    prompts = [(p, tokenizer.encode(p, add_special_tokens=False).ids) for p in cfg.prompts]
+    return sample_continuations(model, tokenizer, prompts, cfg, max_seq_len, device, eos_id, seed)
 
 
 def generations_markdown(samples: list[dict[str, str]], top_p: float) -> str:

@@ -32,11 +32,14 @@ from llmstack_dagster.core.models.config import LLAMA3_FIELDS, ModelConfig, Rope
 from llmstack_dagster.core.training.atomic import atomic_dir
 from llmstack_dagster.core.training.hf_export import (
     TOKENIZER_CLASS,
+    export_hf,
     hf_config_dict,
     hf_names,
     hf_state_dict,
     write_json,
 )
+from llmstack_dagster.core.training.token_shards import TokenShardIndex
+from llmstack_dagster.core.training.tokenizer import has_our_special_tokens, load_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -241,6 +244,21 @@ def export_with_tokenizer_of(checkpoint: Path, imported: Path, out_dir: Path) ->
             if (Path(imported) / name).is_file():
                 shutil.copy2(Path(imported) / name, folder / name)
         return export_weights_folder(folder, out_dir)
+
+
+def export_for_tokenizer(
+    checkpoint: Path,
+    dest: Path,
+    tokenizer_file: Path,
+    index: TokenShardIndex | None = None,
+    tokenizer_dir: Path | None = None,
+) -> Path:
+    """The HF export of a checkpoint: with the files and chat template of the imported model
+    it was trained from (``tokenizer_dir``), else of our tokenizer, else of the imported
+    tokenizer beside ``tokenizer_file``."""
+    if tokenizer_dir is None and has_our_special_tokens(load_tokenizer(tokenizer_file)):
+        return export_hf(checkpoint, dest, tokenizer_file, index)
+    return export_with_tokenizer_of(checkpoint, tokenizer_dir or tokenizer_file.parent, dest)
 
 
 def smollm2_gguf() -> Path | None:

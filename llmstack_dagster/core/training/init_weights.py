@@ -18,6 +18,7 @@ from llmstack_dagster.core.training.checkpoint import (
     load_checkpoint,
     read_checkpoint_meta,
 )
+from llmstack_dagster.core.training.config import TrainConfig
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -34,6 +35,19 @@ def init_model_config(path: Path) -> ModelConfig:
     from llmstack_dagster.core.training.hf_import import read_model_config
 
     return read_model_config(path)
+
+
+def initial_model_config(cfg: TrainConfig) -> ModelConfig | None:
+    """The shape of the run's initial weights (None for a random initialization)."""
+    if cfg.init is None:
+        return None
+    model = init_model_config(Path(cfg.init.path))
+    if model.max_seq_len < cfg.seq_len:
+        raise ValueError(
+            f"initial weights {cfg.init.path}: max_seq_len {model.max_seq_len} < "
+            f"seq_len {cfg.seq_len}"
+        )
+    return model
 
 
 def weights_digest(path: Path) -> str:

@@ -12,29 +12,31 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from llmstack_dagster.core.chat.conversation import conversations_from_table
+from llmstack_dagster.core.chat.conversation import Turn, conversations_from_table
 from llmstack_dagster.core.chat.render import ChatRenderer
 from llmstack_dagster.core.chat.sft_index import SFTIndex
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.core.training.distributed import DistEnv
-from llmstack_dagster.core.training.evaluation import Autocast, generate
+from llmstack_dagster.core.training.evaluation import Autocast, sample_continuations
+from llmstack_dagster.core.training.hf_import import export_for_tokenizer
+from llmstack_dagster.core.training.init_weights import initial_model_config
 from llmstack_dagster.core.training.objectives import MaskedNextToken
 from llmstack_dagster.core.training.preflight import TrainingInputError, check_sft_inputs
 from llmstack_dagster.core.training.sft_data import SFTBatches, SFTConversations
 from llmstack_dagster.core.training.tokenizer import load_tokenizer
+from llmstack_dagster.core.training.training_task import TrainingTask
 
 CONVERSATIONS_DIR = "conversations"  # the text of the rendered conversations (sft_render.py)
-SAMPLE_PROMPTS = 4  # held-out prompts answered at the end of a run
+SAMPLE_PROMPTS = 4  # held-out prompts answered at each evaluation and at the end
 
 
 def sft_inputs(cfg: TrainConfig, world_size: int) -> tuple[SFTIndex, ModelConfig]:
     """The checked SFT index and the shape of the initial weights (SFT needs some)."""
-    from llmstack_dagster.core.training.tasks import initial_model_config
-
     initial = initial_model_config(cfg)
     if initial is None:
         raise TrainingInputError("SFT starts from a model: set init (a checkpoint or import)")
@@ -73,51 +75,25 @@ def heldout_loss(
     return {"val/loss": nats / tokens} if tokens else {}
 
 
-def sample_answers(
-    model: nn.Module,
-    data_dir: Path,
-    cfg: TrainConfig,
-    max_seq_len: int,
-    device: torch.device,
-) -> list[dict[str, str]]:
-    """Greedy and top-p answers to the first held-out prompts (a conversation's turns before
-    its last assistant turn)."""
-    import pyarrow.parquet as pq
-
-    renderer = ChatRenderer.from_tokenizer(data_dir / "tokenizer.json")
-    tokenizer = load_tokenizer(data_dir / "tokenizer.json")
-    files = sorted((data_dir / CONVERSATIONS_DIR).glob("*.parquet"))
-    rendered_val = {
+def heldout_prompts(data_dir: Path, count: int) -> list[list[Turn]]:
+    """The turns before the last assistant reply of the first ``count`` held-out
+    conversations (read once, when the task is built)."""
+    val_ids = {
         row for f in sorted((data_dir / "val").glob("*.parquet"))
         for row in pq.read_table(f, columns=["id"]).column("id").to_pylist()
     }  # fmt: skip
-    prompts = []
-    for path in files:
+    prompts: list[list[Turn]] = []
+    for path in sorted((data_dir / CONVERSATIONS_DIR).glob("*.parquet")):
         for conv in conversations_from_table(pq.read_table(path)):
-            if conv.id in rendered_val and len(prompts) < SAMPLE_PROMPTS:
+            if conv.id in val_ids:
                 last = max(i for i, t in enumerate(conv.turns) if t.role == "assistant")
                 prompts.append(conv.turns[:last])
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator().manual_seed(cfg.seed)
-    rows = []
-    for turns in prompts:
-        ids = renderer.prompt_ids(turns)
-        row = {"prompt": turns[-1].content}
-        for mode, temperature in (("greedy", 0.0), ("top_p", cfg.eval.temperature)):
-            new = generate(
-                model, ids, cfg.eval.max_new_tokens, max_seq_len, device,
-                temperature, cfg.eval.top_p, renderer.end_turn_id, generator,
-            )  # fmt: skip
-            row[mode] = tokenizer.decode(new)
-        rows.append(row)
-    model.train(was_training)
-    return rows
+                if len(prompts) == count:
+                    return prompts
+    return prompts
 
 
-def sft_task(cfg: TrainConfig, env: DistEnv):  # noqa: ANN201 - a TrainingTask (tasks.py)
-    from llmstack_dagster.core.training.tasks import TrainingTask, export_for_tokenizer
-
+def sft_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
     data_dir = Path(cfg.data_dir)
     index, model_cfg = sft_inputs(cfg, env.world_size)
     train = SFTConversations(data_dir, index, "train")
@@ -131,8 +107,18 @@ def sft_task(cfg: TrainConfig, env: DistEnv):  # noqa: ANN201 - a TrainingTask (
     def evaluate(model: nn.Module, device: torch.device, autocast: Autocast) -> dict[str, float]:
         return heldout_loss(model, val, limit, device, autocast) if val is not None else {}
 
+    renderer = ChatRenderer.from_tokenizer(data_dir / index.tokenizer_file)
+    tokenizer = load_tokenizer(data_dir / index.tokenizer_file)
+    prompts = [
+        (turns[-1].content, renderer.prompt_ids(turns))
+        for turns in heldout_prompts(data_dir, SAMPLE_PROMPTS)
+    ]
+
     def sample(model: nn.Module, device: torch.device) -> list[dict[str, str]]:
-        return sample_answers(model, data_dir, cfg, model_cfg.max_seq_len, device)
+        return sample_continuations(
+            model, tokenizer, prompts, cfg.eval, model_cfg.max_seq_len, device,
+            renderer.end_turn_id, cfg.seed,
+        )  # fmt: skip
 
     def export(checkpoint: Path, dest: Path) -> Path:
         return export_for_tokenizer(checkpoint, dest, data_dir / index.tokenizer_file)

@@ -8,9 +8,8 @@ run described by one JSON file builds the same task locally, under torchrun and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -18,8 +17,6 @@ from torch import nn
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.core.training.data_loader import (
-    Batch,
-    LoaderPosition,
     TokenWindows,
     TrainBatches,
 )
@@ -29,64 +26,14 @@ from llmstack_dagster.core.training.evaluation import (
     evaluate_domains,
     sample_generations,
 )
-from llmstack_dagster.core.training.hf_export import export_hf
-from llmstack_dagster.core.training.hf_import import export_with_tokenizer_of
-from llmstack_dagster.core.training.init_weights import init_model_config, is_checkpoint
-from llmstack_dagster.core.training.objectives import NextToken, Objective
+from llmstack_dagster.core.training.hf_import import export_for_tokenizer
+from llmstack_dagster.core.training.init_weights import initial_model_config, is_checkpoint
+from llmstack_dagster.core.training.objectives import NextToken
 from llmstack_dagster.core.training.preflight import check_training_inputs
 from llmstack_dagster.core.training.sft_task import sft_inputs, sft_task
 from llmstack_dagster.core.training.token_shards import TokenShardIndex
-from llmstack_dagster.core.training.tokenizer import has_our_special_tokens, load_tokenizer
-
-
-class DataSource(Protocol):
-    """This rank's micro-batches, one optimizer step at a time, from a resumable position."""
-
-    global_batch: int
-    tokens_per_step: int
-    position: LoaderPosition
-
-    def next_step(self) -> list[Batch]: ...
-
-
-@dataclass
-class TrainingTask:
-    objective: Objective
-    data: DataSource
-    model_config: ModelConfig
-    evaluate: Callable[[nn.Module, torch.device, Autocast], dict[str, float]]
-    sample: Callable[[nn.Module, torch.device], list[dict[str, str]]]
-    export: Callable[[Path, Path], Path]
-    provenance: dict[str, Any] = field(default_factory=dict)  # recorded in checkpoint meta
-    sample_at_eval: bool = False  # also sample at every evaluation (samples/step_*.md)
-
-
-def initial_model_config(cfg: TrainConfig) -> ModelConfig | None:
-    """The shape of the run's initial weights (None for a random initialization)."""
-    if cfg.init is None:
-        return None
-    model = init_model_config(Path(cfg.init.path))
-    if model.max_seq_len < cfg.seq_len:
-        raise ValueError(
-            f"initial weights {cfg.init.path}: max_seq_len {model.max_seq_len} < "
-            f"seq_len {cfg.seq_len}"
-        )
-    return model
-
-
-def export_for_tokenizer(
-    checkpoint: Path,
-    dest: Path,
-    tokenizer_file: Path,
-    index: TokenShardIndex | None = None,
-    tokenizer_dir: Path | None = None,
-) -> Path:
-    """The HF export of a checkpoint: with the files and chat template of the imported model
-    it was trained from (``tokenizer_dir``), else of our tokenizer, else of the imported
-    tokenizer beside ``tokenizer_file``."""
-    if tokenizer_dir is None and has_our_special_tokens(load_tokenizer(tokenizer_file)):
-        return export_hf(checkpoint, dest, tokenizer_file, index)
-    return export_with_tokenizer_of(checkpoint, tokenizer_dir or tokenizer_file.parent, dest)
+from llmstack_dagster.core.training.tokenizer import load_tokenizer
+from llmstack_dagster.core.training.training_task import TrainingTask
 
 
 def next_token_inputs(cfg: TrainConfig, world_size: int) -> tuple[TokenShardIndex, ModelConfig]:
