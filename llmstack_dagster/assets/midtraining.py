@@ -32,9 +32,9 @@ from llmstack_dagster.assets.common import (
     domain_partitions,
     markdown_table,
     version_metadata,
-    yaml_overrides,
 )
 from llmstack_dagster.assets.training_runs import (
+    asset_train_config,
     read_current_run,
     run_training_asset,
     training_metadata,
@@ -284,10 +284,7 @@ class MidtrainAssetConfig(Config):
             "eval": EvalConfig(every=self.eval_every, batches=self.eval_batches, max_new_tokens=24),
             "init": InitConfig(path=init_path, load_optimizer=self.load_optimizer),
         }
-        base = yaml_overrides(self.config_path)
-        return TrainConfig.model_validate(
-            {**fields, **base, "data_dir": data_dir, "out_dir": "unset"}
-        )
+        return asset_train_config(fields, self.config_path, data_dir)
 
 
 def forgetting_chart_png(rows: list[dict[str, Any]]) -> bytes:

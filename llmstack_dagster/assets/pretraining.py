@@ -16,9 +16,12 @@ from llmstack_dagster.assets.common import (
     TOKENIZER_REL,
     markdown_table,
     version_metadata,
-    yaml_overrides,
 )
-from llmstack_dagster.assets.training_runs import run_training_asset, training_metadata
+from llmstack_dagster.assets.training_runs import (
+    asset_train_config,
+    run_training_asset,
+    training_metadata,
+)
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 from llmstack_dagster.core.training.config import EvalConfig, OptimConfig, TrainConfig
 from llmstack_dagster.core.training.token_shards import CODE_VERSION as TOKEN_SHARDS_CODE_VERSION
@@ -181,8 +184,7 @@ class PretrainAssetConfig(Config):
     work_dir: str = ""
     fresh: bool = False  # start a new run even when one with the same identity exists
 
-    def train_config(self, data_dir: str, out_dir: str) -> TrainConfig:
-        base = yaml_overrides(self.config_path)
+    def train_config(self, data_dir: str) -> TrainConfig:
         fields = {
             "preset": self.preset,
             "seq_len": self.seq_len,
@@ -196,9 +198,7 @@ class PretrainAssetConfig(Config):
             "optim": OptimConfig(lr=self.lr, warmup_steps=self.warmup_steps),
             "eval": EvalConfig(every=self.eval_every, batches=4, max_new_tokens=24),
         }
-        return TrainConfig.model_validate(
-            {**fields, **base, "data_dir": data_dir, "out_dir": out_dir}
-        )
+        return asset_train_config(fields, self.config_path, data_dir)
 
 
 @asset(
@@ -227,7 +227,7 @@ def pretrained_checkpoint(
             store,
             training,
             "pretrained_checkpoint",
-            config.train_config(data_dir, "unset"),
+            config.train_config(data_dir),
             fresh=config.fresh,
             work_dir=config.work_dir,
         )

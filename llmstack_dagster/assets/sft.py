@@ -26,10 +26,10 @@ from llmstack_dagster.assets.common import (
     chart_metadata,
     markdown_table,
     version_metadata,
-    yaml_overrides,
 )
 from llmstack_dagster.assets.midtraining import BASE_MODEL_FILE, local_base_model
 from llmstack_dagster.assets.training_runs import (
+    asset_train_config,
     local_run_files,
     read_current_run,
     run_training_asset,
@@ -273,10 +273,7 @@ class SFTAssetConfig(Config):
             "eval": EvalConfig(every=self.eval_every, batches=self.eval_batches, max_new_tokens=48),
             "init": InitConfig(path=init_path, load_optimizer=self.load_optimizer),
         }
-        base = yaml_overrides(self.config_path)
-        return TrainConfig.model_validate(
-            {**fields, **base, "data_dir": data_dir, "out_dir": "unset"}
-        )
+        return asset_train_config(fields, self.config_path, data_dir)
 
 
 @asset(

@@ -13,7 +13,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, MetadataValue
 
-from llmstack_dagster.assets.common import chart_metadata, markdown_table
+from llmstack_dagster.assets.common import chart_metadata, markdown_table, yaml_overrides
 from llmstack_dagster.core.charts import figure, png_bytes
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
 from llmstack_dagster.core.storage import Storage
@@ -32,6 +32,16 @@ class TrainedRun:
     outcome: TrainingOutcome
     plan: RunPlan
     current: dict[str, Any]
+
+
+def asset_train_config(fields: dict[str, Any], config_path: str, data_dir: str) -> TrainConfig:
+    """A training asset's ``TrainConfig``: its config's fields, then any ``TrainConfig``
+    field set in the YAML file ``config_path``, for the data in ``data_dir`` (the run folder
+    is chosen by :func:`run_training_asset`)."""
+    overrides = yaml_overrides(config_path)
+    return TrainConfig.model_validate(
+        {**fields, **overrides, "data_dir": data_dir, "out_dir": "unset"}
+    )
 
 
 def run_training_asset(
