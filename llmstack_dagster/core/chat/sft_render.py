@@ -68,6 +68,8 @@ def render_sft_dataset(
     text = ShardWriter(storage, posixpath.join(folder, "conversations"), CONVERSATION_SCHEMA)
     drops = ShardWriter(storage, posixpath.join(folder, "drops"), DROP_SCHEMA)
     stats = RenderStats()
+    row_tokens: dict[str, list[int]] = {s: [] for s in SPLITS}  # per written row, for shards
+    row_trained: dict[str, list[int]] = {s: [] for s in SPLITS}
     for conversation, split in conversations:
         result = renderer.render(conversation, max_len)
         if isinstance(result, RenderError):
@@ -88,25 +90,28 @@ def render_sft_dataset(
         )
         text.write_row(conversation.model_dump())
         stats.rendered[f"{conversation.source}/{split}"] += 1
-        stats.tokens[split] += len(result.input_ids)
-        stats.trained[split] += sum(result.loss_mask)
+        row_tokens[split].append(len(result.input_ids))
+        row_trained[split].append(sum(result.loss_mask))
+        stats.tokens[split] += row_tokens[split][-1]
+        stats.trained[split] += row_trained[split][-1]
         stats.lengths.append(len(result.input_ids))
         if split == "val" and len(stats.samples) < samples:
             stats.samples.append((result.input_ids, result.loss_mask))
     shards = []
-    for split in SPLITS:
+    for split in SPLITS:  # shards hold the rows in the order they were written
+        start = 0
         for info in rendered[split].close():
-            table = storage.read_table(info.path, columns=["loss_mask"])
-            masks = table.column("loss_mask").to_pylist()
+            rows = slice(start, start + info.rows)
             shards.append(
                 SFTShard(
                     path=posixpath.relpath(info.path, folder),
                     split=split,
                     rows=info.rows,
-                    tokens=sum(len(m) for m in masks),
-                    trained_tokens=sum(sum(m) for m in masks),
+                    tokens=sum(row_tokens[split][rows]),
+                    trained_tokens=sum(row_trained[split][rows]),
                 )
             )
+            start += info.rows
     _copy_tokenizer(storage, tokenizer_path, folder)
     index = SFTIndex(
         vocab_size=load_tokenizer(tokenizer_path).get_vocab_size(),

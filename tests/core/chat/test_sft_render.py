@@ -21,6 +21,10 @@ def test_every_kept_conversation_is_rendered_or_dropped_with_a_reason(
     index = load_sft_index(folder)
     assert index.max_len <= 96 and index.pad_id != index.eos_id
     assert sum(s.rows for s in index.shards) == sum(stats.rendered.values())
+    for split in ("train", "val"):
+        shards = index.split_shards(split)
+        assert sum(s.tokens for s in shards) == stats.tokens[split]
+        assert sum(s.trained_tokens for s in shards) == stats.trained[split]
     assert check_sft_inputs(folder, seq_len=95, global_batch=8, packing=True) == index
     rows = pq.read_table(folder / index.split_shards("train")[0].path).to_pylist()
     assert all(len(r["input_ids"]) == len(r["loss_mask"]) and any(r["loss_mask"]) for r in rows)
