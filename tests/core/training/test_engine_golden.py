@@ -1,18 +1,23 @@
 """The engine keeps pretraining's behaviour: the smoke profile's pretraining config, run on the
-sample token shards, gives the same loss at every step, bit for bit, as the loop did before the
-engine was generalized (``golden/smoke_losses.json``, recorded with the loop of commit ddaa43f).
+sample token shards, gives the same loss at every step (to float32 rounding) as the loop did
+before the engine was generalized (``golden/smoke_losses.json``, recorded with the loop of
+commit ddaa43f).
 
 The golden file holds each loss as ``float.hex``; a change in any of them is a behaviour change
 of the loop (seeding, batching, schedule, accumulation or clipping), not noise: on CPU in one
 thread the run is deterministic. So that other machines compute the same bits, the run pins
 the instruction set of every kernel library to AVX2: PyTorch's own kernels
 (``ATEN_CPU_CAPABILITY``), oneDNN (``ONEDNN_MAX_CPU_ISA``) and MKL through its conditional
-numerical reproducibility mode (``MKL_CBWR=AVX2``, same results on any CPU with AVX2).
+numerical reproducibility mode (``MKL_CBWR=AVX2``). That gives the recorded bits on the Intel
+machines the file was recorded on; on an AMD EPYC the same pinned run differs in the last float32
+bit of some losses (largest relative difference measured: 1.8e-7). So each loss must match within
+``REL_TOL`` = 1e-6, a few float32 ulps: any change to the loop moves the losses by 1e-3 or more.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -29,6 +34,7 @@ REPRODUCIBLE_KERNELS = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "AVX2",
 }
+REL_TOL = 1e-6
 
 
 def smoke_train_config(data_dir: Path, out_dir: Path) -> TrainConfig:
@@ -61,11 +67,16 @@ def losses(out_dir: Path) -> dict[str, list[str]]:
     }
 
 
-def test_smoke_loss_sequence_is_bitwise_unchanged(token_data: Path, tmp_path: Path) -> None:
+def test_smoke_loss_sequence_is_unchanged(token_data: Path, tmp_path: Path) -> None:
     cfg = smoke_train_config(token_data, tmp_path / "run")
     run_entrypoint(write_config(cfg, tmp_path / "run.json"), env=REPRODUCIBLE_KERNELS)
     got = losses(tmp_path / "run")
     if os.environ.get("LLMSTACK_RECORD_GOLDEN"):
         GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
         pytest.skip("golden losses recorded")
-    assert got == json.loads(GOLDEN.read_text())
+    golden = json.loads(GOLDEN.read_text())
+    assert {k: len(v) for k, v in got.items()} == {k: len(v) for k, v in golden.items()}
+    for kind, values in golden.items():
+        for step, (ours, recorded) in enumerate(zip(got[kind], values, strict=True)):
+            a, b = float.fromhex(ours), float.fromhex(recorded)
+            assert math.isclose(a, b, rel_tol=REL_TOL), f"{kind} loss #{step}: {a!r} != {b!r}"
