@@ -7,7 +7,8 @@ Packed rows (several sequences back to back, for SFT) pass ``segment_ids`` and
 and RoPE positions restart per segment. Without them the plain causal path runs unchanged.
 Q/K/V and the MLP's gate/up projections are fused into one matmul each; the Hugging Face
 export splits them again (see ``core/training/hf_export.py``). The training loss fuses the
-output head with the cross-entropy (``core/models/loss.py``).
+output head with the cross-entropy (``core/models/loss.py``). Generation runs through
+:meth:`LlamaLM.decode` with a key/value cache (``core/models/kv_cache.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmstack_dagster.core.models.config import ModelConfig
+from llmstack_dagster.core.models.kv_cache import KVCache, LayerCache
 from llmstack_dagster.core.models.loss import linear_cross_entropy
 from llmstack_dagster.core.models.rope import apply_rope, rope_tables
 
@@ -43,7 +45,12 @@ class Attention(nn.Module):
         self.out = nn.Linear(q_out, cfg.d_model, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
         batch, seq, _ = x.shape
         q_out, kv_out = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
@@ -52,6 +59,8 @@ class Attention(nn.Module):
         k = k.view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # the keys and values of every position so far
+            k, v = cache.append(k, v)
         gqa = self.n_kv_heads != self.n_heads
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
@@ -82,9 +91,14 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -153,6 +167,23 @@ class LlamaLM(nn.Module):
             return logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
         return loss.view_as(targets) if reduction == "none" else loss
+
+    def decode(
+        self, idx: torch.Tensor, position_ids: torch.Tensor, cache: KVCache
+    ) -> torch.Tensor:
+        """Logits (B, V) of the last position of ``idx`` (B, T), appended to ``cache``.
+
+        ``position_ids`` (B, T) are each token's RoPE position (left padding makes them differ
+        per row); ``cache.key_valid`` says which cached positions are real tokens. A token
+        attends to the real tokens before it and to itself.
+        """
+        cos, sin = self.rope_cos[position_ids][:, None], self.rope_sin[position_ids][:, None]
+        mask = cache.attention_mask(idx.shape[1])
+        x = self.embed_tokens(idx)
+        for block, layer in zip(self.layers, cache.layers, strict=True):
+            x = block(x, cos, sin, mask, layer)
+        cache.advance(idx.shape[1])
+        return self.lm_head(self.norm(x[:, -1]))
 
 
 def segment_mask(segment_ids: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Validation loss and bits-per-byte per domain, and sample generations.
+"""Validation loss and bits-per-byte per domain, and sample generations (batched, with a
+key/value cache: ``core/models/generation.py``).
 
 Bits per byte = (mean loss in nats per token) · (tokens / UTF-8 bytes of the domain's val
 documents) / ln 2, which compares models across tokenizers (as in The Pile, Gao et al. 2020).
@@ -7,8 +8,7 @@ documents) / ln 2, which compares models across tokenizers (as in The Pile, Gao 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +16,10 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from llmstack_dagster.core.models.generation import Autocast, generate_batch
 from llmstack_dagster.core.training.config import EvalConfig
 from llmstack_dagster.core.training.data_loader import TokenWindows
 from llmstack_dagster.core.training.token_shards import TokenShardIndex
-
-Autocast = Callable[[], AbstractContextManager]
 
 
 @torch.no_grad()
@@ -63,88 +62,38 @@ def evaluate_domains(
     return out
 
 
-@torch.no_grad()
-def generate(
-    model: nn.Module,
-    prompt: list[int],
-    max_new_tokens: int,
-    max_seq_len: int,
-    device: torch.device,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    eos_id: int | None = None,
-    generator: torch.Generator | None = None,
-) -> list[int]:
-    """Greedy (temperature 0) or nucleus sampling (Holtzman et al. 2020); new ids only."""
-    ids = list(prompt)
-    new: list[int] = []
-    for _ in range(max_new_tokens):
-        context = torch.tensor([ids[-max_seq_len:]], device=device)
-        logits = model(context)[0, -1].float()
-        if temperature <= 0:
-            token = int(logits.argmax())
-        else:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            sorted_probs, order = probs.sort(descending=True)
-            keep = sorted_probs.cumsum(0) - sorted_probs < top_p
-            sorted_probs = sorted_probs * keep
-            choice = torch.multinomial(sorted_probs.cpu(), 1, generator=generator)
-            token = int(order[choice.to(order.device)])
-        if token == eos_id:
-            break
-        ids.append(token)
-        new.append(token)
-    return new
-
-
 def sample_continuations(
     model: nn.Module,
     tokenizer: Tokenizer,
     prompts: list[tuple[str, list[int]]],
     cfg: EvalConfig,
-    max_seq_len: int,
-    device: torch.device,
     stop_id: int,
     seed: int,
+    autocast: Autocast = nullcontext,
 ) -> list[dict[str, str]]:
     """For each ``(label, prompt ids)``: its greedy and its top-p continuation, up to
-    ``stop_id`` (the end of a document, or of an assistant turn)."""
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    samples = []
-    for label, ids in prompts:
-        row = {"prompt": label}
-        for mode, temperature in (("greedy", 0.0), ("top_p", cfg.temperature)):
-            new = generate(
-                model,
-                ids,
-                cfg.max_new_tokens,
-                max_seq_len,
-                device,
-                temperature,
-                cfg.top_p,
-                stop_id,
-                generator,
-            )
-            row[mode] = tokenizer.decode(new)
-        samples.append(row)
-    model.train(was_training)
-    return samples
+    ``stop_id`` (the end of a document, or of an assistant turn), generated in batches."""
+    ids = [p for _, p in prompts]
+    seeds = [seed + i for i in range(len(prompts))]
+    answers = {
+        mode: generate_batch(
+            model, ids, cfg.max_new_tokens, temperature=temperature, top_p=cfg.top_p,
+            stop_ids={stop_id}, seeds=seeds, autocast=autocast,
+        )  # fmt: skip
+        for mode, temperature in (("greedy", 0.0), ("top_p", cfg.temperature))
+    }
+    return [
+        {"prompt": label, **{mode: tokenizer.decode(new[i]) for mode, new in answers.items()}}
+        for i, (label, _) in enumerate(prompts)
+    ]
 
 
 def sample_generations(
-    model: nn.Module,
-    tokenizer: Tokenizer,
-    cfg: EvalConfig,
-    max_seq_len: int,
-    device: torch.device,
-    eos_id: int,
-    seed: int,
+    model: nn.Module, tokenizer: Tokenizer, cfg: EvalConfig, eos_id: int, seed: int
 ) -> list[dict[str, str]]:
     """For each of the config's text prompts: its greedy and its top-p continuation."""
     prompts = [(p, tokenizer.encode(p, add_special_tokens=False).ids) for p in cfg.prompts]
-    return sample_continuations(model, tokenizer, prompts, cfg, max_seq_len, device, eos_id, seed)
+    return sample_continuations(model, tokenizer, prompts, cfg, eos_id, seed)
 
 
 def generations_markdown(samples: list[dict[str, str]], top_p: float) -> str:

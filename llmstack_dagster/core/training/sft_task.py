@@ -116,9 +116,8 @@ def sft_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
 
     def sample(model: nn.Module, device: torch.device) -> list[dict[str, str]]:
         return sample_continuations(
-            model, tokenizer, prompts, cfg.eval, model_cfg.max_seq_len, device,
-            renderer.end_turn_id, cfg.seed,
-        )  # fmt: skip
+            model, tokenizer, prompts, cfg.eval, renderer.end_turn_id, cfg.seed
+        )
 
     def export(checkpoint: Path, dest: Path) -> Path:
         return export_for_tokenizer(checkpoint, dest, data_dir / index.tokenizer_file)

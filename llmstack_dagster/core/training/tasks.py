@@ -72,9 +72,7 @@ def next_token_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
 
     def sample(model: nn.Module, device: torch.device) -> list[dict[str, str]]:
         tokenizer = load_tokenizer(tokenizer_file)
-        return sample_generations(
-            model, tokenizer, cfg.eval, model_cfg.max_seq_len, device, index.eos_id, cfg.seed
-        )
+        return sample_generations(model, tokenizer, cfg.eval, index.eos_id, cfg.seed)
 
     imported = cfg.init is not None and not is_checkpoint(Path(cfg.init.path))
     tokenizer_dir = Path(cfg.init.path) if imported else None  # type: ignore[union-attr]

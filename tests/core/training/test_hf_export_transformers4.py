@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 from support.checkpoints import SMALL, write_checkpoint
 
-from llmstack_dagster.core.training.evaluation import generate
+from llmstack_dagster.core.models.generation import generate_batch
 from llmstack_dagster.core.training.hf_export import export_hf
 from llmstack_dagster.core.training.tokenizer import SPECIAL_TOKENS, load_tokenizer
 
@@ -133,10 +133,7 @@ def exported(tmp_path_factory, tokenizer_file) -> tuple[Path, Path, dict]:
     eos = tok.token_to_id("<|eos|>")
     with torch.no_grad():
         logits = model(idx)
-    cpu = torch.device("cpu")
-    greedy = generate(
-        model.eval(), prompt[0].tolist(), NEW_TOKENS, SMALL.max_seq_len, cpu, eos_id=eos
-    )
+    (greedy,) = generate_batch(model.eval(), [prompt[0].tolist()], NEW_TOKENS, stop_ids={eos})
     ref = root / "ref.safetensors"
     save_file(
         {"idx": idx, "logits": logits, "prompt": prompt, "new": torch.tensor(NEW_TOKENS)}, str(ref)

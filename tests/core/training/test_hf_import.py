@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 from support.hf_models import CHAT_TEMPLATE, tiny_hf_config, write_hf_model
 
 from llmstack_dagster.core.models.config import RopeScaling
+from llmstack_dagster.core.models.generation import generate_batch
 from llmstack_dagster.core.models.llama import LlamaLM
-from llmstack_dagster.core.training.evaluation import generate
 from llmstack_dagster.core.training.hf_export import fast_tokenizer
 from llmstack_dagster.core.training.hf_import import (
     SMOLLM2_DIR_ENV,
@@ -182,8 +182,7 @@ def test_smollm2_logits_match_transformers(smollm2) -> None:
 @pytest.mark.slow
 def test_smollm2_greedy_generation_matches_transformers(smollm2) -> None:
     imported, ours, hf, tokenizer, prompt = smollm2
-    cfg = imported.config
-    new = generate(ours, prompt, 12, cfg.max_seq_len, torch.device("cpu"), eos_id=imported.eos_id)
+    (new,) = generate_batch(ours, [prompt], 12, stop_ids={imported.eos_id})
     ids = torch.tensor([prompt])
     with torch.no_grad():
         out = hf.generate(
