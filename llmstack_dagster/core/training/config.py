@@ -44,12 +44,22 @@ class InitConfig(BaseModel):
 
 
 class EvalConfig(BaseModel):
+    """Validation, samples, and toxicity tracking: at each evaluation the engine continues
+    ``toxicity_prompts`` (a fixed, seeded set of RealToxicityPrompts prompts that the asset
+    fills in; none: no tracking) and logs ``eval/toxicity_rate`` and ``eval/toxicity_mean``
+    (``core/evaluation/toxicity_tracking.py``; Gehman et al. 2020's nucleus p = 0.9, 20
+    tokens, toxic at 0.5)."""
+
     every: int = Field(default=100, ge=0)
     batches: int = Field(default=8, ge=1)
     prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PROMPTS))
     max_new_tokens: int = 48
     temperature: float = 0.8
     top_p: float = 0.9
+    toxicity_prompts: list[str] = Field(default_factory=list)
+    toxicity_max_new_tokens: int = Field(default=20, ge=1)
+    toxicity_top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    toxicity_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 class TrainConfig(BaseModel):

@@ -3,7 +3,7 @@
 A stage supplies a task (``tasks.py``: an objective, a data source, its evaluation, samples
 and export); the engine owns seeding, the optimizer and schedule, gradient accumulation,
 clipping, mixed precision, ``torch.compile``, distribution, checkpoints with exact resume,
-metrics and the HF export.
+metrics (toxicity tracking included) and the HF export.
 
 A run resumes only itself: ``out_dir`` records the run's identity (``run_identity.py``), and a
 config, data or initial weights with another identity is refused there. Within its identity a
@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from llmstack_dagster.core.evaluation.toxicity_tracking import ToxicityTracker
 from llmstack_dagster.core.models.config import flops_per_token, param_count
 from llmstack_dagster.core.models.llama import LlamaLM
 from llmstack_dagster.core.progress import format_eta
@@ -214,6 +215,11 @@ class Engine:
         self.peak = detect_peak_flops(env.device)
         self.tokens_per_step = self.batches.tokens_per_step
         self.last_metrics: dict[str, float] = {}
+        self.toxicity = (
+            ToxicityTracker(cfg.eval, task.prompter, cfg.seed)
+            if cfg.eval.toxicity_prompts
+            else None
+        )
 
     def _resume(self) -> ResumeInfo:
         """Restore the newest verified checkpoint of this run, else the initial weights."""
@@ -351,6 +357,8 @@ class Engine:
 
     def _evaluate(self) -> dict[str, float]:
         values = self.task.evaluate(self.wrapped, self.env.device, self.autocast)
+        if self.toxicity is not None:
+            values |= self.toxicity.measure(self.wrapped, self.autocast)
         if self.task.sample_at_eval:
             samples = self.task.sample(self.wrapped, self.env.device)
             if self.env.is_main:

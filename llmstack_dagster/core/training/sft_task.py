@@ -19,6 +19,7 @@ from torch import nn
 from llmstack_dagster.core.chat.conversation import Turn, conversations_from_table
 from llmstack_dagster.core.chat.render import ChatRenderer
 from llmstack_dagster.core.chat.sft_index import SFTIndex
+from llmstack_dagster.core.evaluation.prompting import Prompter
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.core.training.distributed import DistEnv
@@ -129,6 +130,7 @@ def sft_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
         evaluate=evaluate,
         sample=sample,
         export=export,
+        prompter=Prompter(tokenizer, renderer.end_turn_id, renderer),
         provenance={"tokenizer_hash": index.tokenizer_hash, "data_version": index.data_version},
         sample_at_eval=True,
     )

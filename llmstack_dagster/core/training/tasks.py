@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llmstack_dagster.core.evaluation.prompting import Prompter
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.core.training.data_loader import (
@@ -57,6 +58,7 @@ def next_token_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
         windows, cfg.micro_batch_size, cfg.grad_accum_steps, cfg.seed, env.rank, env.world_size
     )
     tokenizer_file = data_dir / index.tokenizer_file
+    tokenizer = load_tokenizer(tokenizer_file)
 
     def evaluate(model: nn.Module, device: torch.device, autocast: Autocast) -> dict[str, float]:
         return evaluate_domains(
@@ -71,7 +73,6 @@ def next_token_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
         )
 
     def sample(model: nn.Module, device: torch.device) -> list[dict[str, str]]:
-        tokenizer = load_tokenizer(tokenizer_file)
         return sample_generations(model, tokenizer, cfg.eval, index.eos_id, cfg.seed)
 
     imported = cfg.init is not None and not is_checkpoint(Path(cfg.init.path))
@@ -87,6 +88,7 @@ def next_token_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
         evaluate=evaluate,
         sample=sample,
         export=export,
+        prompter=Prompter(tokenizer, index.eos_id),
         provenance={
             "date_min": index.date_min,
             "date_max": index.date_max,

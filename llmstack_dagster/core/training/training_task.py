@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from llmstack_dagster.core.evaluation.prompting import Prompter
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.training.data_loader import Batch, LoaderPosition
 from llmstack_dagster.core.training.evaluation import Autocast
@@ -35,5 +36,6 @@ class TrainingTask:
     evaluate: Callable[[nn.Module, torch.device, Autocast], dict[str, float]]
     sample: Callable[[nn.Module, torch.device], list[dict[str, str]]]
     export: Callable[[Path, Path], Path]
+    prompter: Prompter  # how the model is asked (toxicity tracking continues prompts with it)
     provenance: dict[str, Any] = field(default_factory=dict)  # recorded in checkpoint meta
     sample_at_eval: bool = False  # also sample at every evaluation (samples/step_*.md)
