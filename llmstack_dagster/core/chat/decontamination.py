@@ -7,14 +7,13 @@ short XSTest or Do-Not-Answer prompt) is matched whole: the example must contain
 token sequence; texts under ``min_tokens`` tokens are too generic to match and are skipped
 (counted). See ``references/sft-decontamination.md``.
 
-The index keeps only hashed n-grams (xxh3-64 of the space-joined tokens) per eval set, and the
-red-team held-out split is :func:`red_team_split`, a seeded hash rule later stages reuse.
+The index keeps only hashed n-grams (xxh3-64 of the space-joined tokens) per eval set. The eval
+sets are read by ``core.evaluation.eval_sets``, which also holds the red-team held-out split
+(:func:`red_team_split`, a seeded hash rule; re-exported here for SFT).
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,14 +21,43 @@ from pathlib import Path
 
 import xxhash
 
-from llmstack_dagster.core.curation.readers import SourceError
-from llmstack_dagster.core.curation.readers.jsonl import read_jsonl
-from llmstack_dagster.core.curation.sources import JsonlSource
+from llmstack_dagster.core.evaluation.eval_sets import (
+    RED_TEAM_FRACTION,
+    RED_TEAM_SEED,
+    EvalPrompt,
+    RedTeamSplit,
+    donotanswer_prompts,
+    first_human_turn,
+    gsm8k_problems,
+    harmbench_prompts,
+    is_red_team_heldout,
+    read_jsonl_rows,
+    red_team_heldout_prompts,
+    red_team_split,
+    xstest_prompts,
+)
+
+__all__ = [  # the red-team split is re-exported for SFT
+    "EVAL_SETS",
+    "MIN_TOKENS",
+    "NGRAM",
+    "RED_TEAM_FRACTION",
+    "RED_TEAM_SEED",
+    "Contamination",
+    "DecontaminationIndex",
+    "EvalSetIndex",
+    "RedTeamSplit",
+    "build_index",
+    "eval_texts",
+    "first_human_turn",
+    "is_red_team_heldout",
+    "ngram_hashes",
+    "red_team_split",
+    "tokens",
+]
 
 NGRAM = 13
 MIN_TOKENS = 5
-RED_TEAM_FRACTION = 0.2
-RED_TEAM_SEED = 0
 EVAL_SETS = ("gsm8k_test", "humaneval", "xstest", "harmbench", "donotanswer", "red_team_heldout")
 _TOKEN = re.compile(r"\w+")
 
@@ -48,95 +76,38 @@ def ngram_hashes(toks: list[str], n: int) -> set[int]:
     return {_hash(toks, i, n) for i in range(len(toks) - n + 1)}
 
 
-# --- the red-team held-out split -------------------------------------------------------------
-
-
-_FIRST_HUMAN = re.compile(r"\s*Human:\s*(.*?)(?:\n\nAssistant:|\Z)", re.S)
-
-
-def first_human_turn(dialogue: str) -> str | None:
-    """The first ``Human:`` turn of an HH-RLHF dialogue, or None."""
-    match = _FIRST_HUMAN.match(dialogue)
-    prompt = match.group(1).strip() if match else ""
-    return prompt or None
-
-
-def is_red_team_heldout(
-    prompt: str, seed: int = RED_TEAM_SEED, fraction: float = RED_TEAM_FRACTION
-) -> bool:
-    """Held out when xxh64(f"{seed}:{prompt}") / 2**64 < ``fraction``: the same prompt always
-    lands on the same side, whatever file or order it comes in."""
-    return xxhash.xxh64_intdigest(f"{seed}:{prompt}".encode()) / 2**64 < fraction
-
-
-@dataclass(frozen=True)
-class RedTeamSplit:
-    """Distinct first human turns of the HH-RLHF harmless dialogues, in file order."""
-
-    train: list[str]
-    heldout: list[str]
-
-
-def red_team_split(
-    path: Path, seed: int = RED_TEAM_SEED, fraction: float = RED_TEAM_FRACTION
-) -> RedTeamSplit:
-    """Split the first human turns (of ``chosen``) of ``preference/hh_rlhf_harmless.jsonl.gz``
-    by :func:`is_red_team_heldout`; records without one are skipped."""
-    seen: set[str] = set()
-    train: list[str] = []
-    heldout: list[str] = []
-    for raw in read_jsonl(JsonlSource(name="red_team", paths=[str(path)])):
-        chosen = (raw.record or {}).get("chosen")
-        prompt = first_human_turn(chosen) if isinstance(chosen, str) else None
-        if prompt is None or prompt in seen:
-            continue
-        seen.add(prompt)
-        (heldout if is_red_team_heldout(prompt, seed, fraction) else train).append(prompt)
-    return RedTeamSplit(train, heldout)
-
-
 # --- eval sets -------------------------------------------------------------------------------
 
 
-def _jsonl_texts(name: str, paths: list[str], keys: tuple[str, ...]) -> Iterator[str]:
-    for raw in read_jsonl(JsonlSource(name=name, paths=paths)):
-        for key in keys:
-            value = (raw.record or {}).get(key)
-            if isinstance(value, str):
-                yield value
+def _humaneval_texts(data_dir: Path) -> Iterator[str]:
+    path = str(data_dir / "eval/humaneval/HumanEval.jsonl.gz")
+    for _, record in read_jsonl_rows("humaneval", path):
+        for key in ("prompt", "canonical_solution"):
+            if isinstance(record.get(key), str):
+                yield record[key]
 
 
-def _lines(name: str, path: Path) -> Iterator[str]:
-    if not path.is_file():
-        raise SourceError(name, f"file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        yield from (line.strip() for line in handle if line.strip())
-
-
-def _csv_column(name: str, path: Path, column: str) -> Iterator[str]:
-    if not path.is_file():
-        raise SourceError(name, f"file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as handle:
-        yield from (row[column] for row in csv.DictReader(handle) if row.get(column))
+def _prompt_texts(prompts: list[EvalPrompt]) -> Iterator[str]:
+    return (p.text for p in prompts)
 
 
 def eval_texts(name: str, data_dir: Path) -> Iterator[str]:
-    """The texts of one eval set of :data:`EVAL_SETS` under the shared data folder."""
+    """The texts of one eval set of :data:`EVAL_SETS` under the shared data folder, read by
+    the loaders of ``core.evaluation.eval_sets``."""
     d = Path(data_dir)
     if name == "gsm8k_test":
-        return _jsonl_texts(name, [str(d / "eval/gsm8k/test.jsonl")], ("question", "answer"))
+        problems = gsm8k_problems(d, "test")
+        return (text for p in problems for text in (p.question, p.solution))
     if name == "humaneval":
-        keys = ("prompt", "canonical_solution")
-        return _jsonl_texts(name, [str(d / "eval/humaneval/HumanEval.jsonl.gz")], keys)
+        return _humaneval_texts(d)
     if name == "xstest":
-        return _csv_column(name, d / "safety/xstest_prompts.csv", "prompt")
+        return _prompt_texts(xstest_prompts(d))
     if name == "harmbench":
-        return _lines(name, d / "safety/harmbench/harmbench_prompts.txt")
+        return _prompt_texts(harmbench_prompts(d))
     if name == "donotanswer":
-        return _jsonl_texts(name, [str(d / "safety/donotanswer/*.jsonl")], ("prompt",))
+        return _prompt_texts(donotanswer_prompts(d))
     if name == "red_team_heldout":
-        return iter(red_team_split(d / "preference/hh_rlhf_harmless.jsonl.gz").heldout)
+        return _prompt_texts(red_team_heldout_prompts(d))
     raise KeyError(f"unknown eval set {name!r}; known: {EVAL_SETS}")
 
 
