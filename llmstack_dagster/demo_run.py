@@ -24,6 +24,7 @@ from dagster import (
     Definitions,
     IdentityPartitionMapping,
     InitLoggerContext,
+    PartitionsDefinition,
     define_asset_job,
     logger,
 )
@@ -36,34 +37,37 @@ COUNT_KEYS = ("read", "written", "quarantined", "in", "kept", "dropped", "remove
               "documents", "rows", "train_tokens", "val_tokens")  # fmt: skip
 
 
-def plan_runs(asset_graph) -> list[tuple[list[AssetKey], bool]]:
-    """Group the toposorted assets into runs: consecutive partitioned assets run together,
-    once per partition, unless one needs other partitions of an asset in the same block;
-    each unpartitioned asset runs alone. Returns (keys, partitioned)."""
-    runs: list[tuple[list[AssetKey], bool]] = []
+def plan_runs(asset_graph) -> list[tuple[list[AssetKey], PartitionsDefinition | None]]:
+    """Group the toposorted assets into runs: consecutive assets with the same partitions run
+    together, once per partition, unless one needs other partitions of an asset in the same
+    block; each unpartitioned asset runs alone. Returns (keys, partitions or None)."""
+    runs: list[tuple[list[AssetKey], PartitionsDefinition | None]] = []
     block: list[AssetKey] = []
+    block_partitions: PartitionsDefinition | None = None
     for key in asset_graph.toposorted_asset_keys:
         if not asset_graph.get(key).is_materializable:  # observed sources, not built
             continue
-        if asset_graph.get(key).partitions_def is not None:
-            crosses = any(
+        partitions = asset_graph.get(key).partitions_def
+        if partitions is not None:
+            crosses = partitions != block_partitions or any(
                 not isinstance(
                     asset_graph.get_partition_mapping(key, parent), IdentityPartitionMapping
                 )
                 for parent in asset_graph.get(key).parent_keys
                 if parent in block
             )
-            if crosses:
-                runs.append((block, True))
+            if crosses and block:
+                runs.append((block, block_partitions))
                 block = []
             block.append(key)
+            block_partitions = partitions
             continue
         if block:
-            runs.append((block, True))
+            runs.append((block, block_partitions))
             block = []
-        runs.append(([key], False))
+        runs.append(([key], None))
     if block:
-        runs.append((block, True))
+        runs.append((block, block_partitions))
     return runs
 
 
@@ -159,7 +163,7 @@ def quiet_libraries() -> None:
 
 def run_demo(profile: str) -> int:
     """Materialize every asset for every partition under ``profile`` into ``$DAGSTER_HOME``."""
-    from llmstack_dagster.assets.common import domain_partitions
+    from llmstack_dagster.assets.evaluation import REPORT_MD
     from llmstack_dagster.definitions import defs
     from llmstack_dagster.resources.storage import StorageResource
 
@@ -181,14 +185,14 @@ def run_demo(profile: str) -> int:
         defs, Definitions(jobs=jobs, loggers={"file": file_logger, "terminal": terminal_logger})
     )
     run_config = {"loggers": {"file": {"config": {"path": str(log_path)}}, "terminal": {}}}
-    total = sum(len(domain_partitions.get_partition_keys()) if p else 1 for _, p in runs)
+    total = sum(len(p.get_partition_keys()) if p else 1 for _, p in runs)
     storage = StorageResource().get()
     print(f"demo: profile {profile}, {total} runs; storage {storage.root}; log {log_path}",
           flush=True)  # fmt: skip
     started, done = time.monotonic(), 0
-    for (_, partitioned), job in zip(runs, jobs, strict=True):
+    for (_, partitions), job in zip(runs, jobs, strict=True):
         job_def = demo_defs.resolve_job_def(job.name)
-        for partition in domain_partitions.get_partition_keys() if partitioned else [None]:
+        for partition in partitions.get_partition_keys() if partitions else [None]:
             done += 1
             label = job.name.removeprefix("demo_") + (f" [{partition}]" if partition else "")
             print(f"[{done:2d}/{total}] {label}", flush=True)
@@ -211,4 +215,5 @@ def run_demo(profile: str) -> int:
     for name, value in _artifacts(instance, storage):
         print(f"  {name}: {value}")
     print(f"  log: {log_path}\n  runs and charts: make ui, then http://127.0.0.1:3000")
+    print(f"report card: {storage.url(REPORT_MD)}")
     return 0

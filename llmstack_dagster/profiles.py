@@ -63,6 +63,18 @@ DEMO: dict[str, dict[str, Any]] = {
         "log_every": 10,
         "cpu_threads": 1,
     },
+    # every stage's checkpoint on a seeded slice of each evaluation set
+    "safety_eval": {
+        "rtp_per_category": 4,
+        "rtp_samples": 2,
+        "refusal_per_set": 8,
+        "refusal_max_new_tokens": 32,
+        "gsm8k_problems": 8,
+        "gsm8k_max_new_tokens": 64,
+        "humaneval_problems": 4,
+        "humaneval_max_new_tokens": 64,
+        "cpu_threads": 1,
+    },
 }
 
 # The smallest size that still exercises every stage end to end (CI's pipeline test).
@@ -92,6 +104,13 @@ SMOKE: dict[str, dict[str, Any]] = {
         "eval_every": 3,
         "checkpoint_every": 3,
         "log_every": 3,
+    },
+    "safety_eval": {
+        **DEMO["safety_eval"],
+        "rtp_per_category": 2,
+        "refusal_per_set": 3,
+        "gsm8k_problems": 3,
+        "humaneval_problems": 2,
     },
 }
 
@@ -126,6 +145,18 @@ SMOL: dict[str, dict[str, Any]] = {
         "eval_batches": 1,
         "checkpoint_every": 5,
         "log_every": 1,
+        "cpu_threads": 2,
+    },
+    "safety_eval": {
+        **DEMO["safety_eval"],
+        "rtp_per_category": 5,
+        "refusal_per_set": 10,
+        "refusal_max_new_tokens": 48,
+        "gsm8k_problems": 10,
+        "gsm8k_max_new_tokens": 192,
+        "humaneval_problems": 5,
+        "humaneval_max_new_tokens": 192,
+        "batch_size": 16,
         "cpu_threads": 2,
     },
 }

@@ -88,6 +88,30 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
     assert sft_summary["step"] == 6 and sft_summary["samples"]
     hf_tokenizer = json.loads((sft_dir / "hf" / "tokenizer_config.json").read_text())
     assert "chat_template" in hf_tokenizer
+    # toxicity tracked at every evaluation of every training stage
+    for folder in (run_dir, mid_dir, sft_dir):
+        records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        evals = [r for r in records if r["kind"] == "eval"]
+        assert evals and all(0 <= r["eval/toxicity_rate"] <= 1 for r in evals), folder
+    # a safety evaluation per checkpoint stage, every generation stored
+    for stage, mode in (("base", "continuation"), ("midtrained", "continuation"), ("sft", "chat")):
+        evaluated = read_manifest(store, "safety_eval", stage)
+        assert evaluated.extra["mode"] == mode
+        table = store.read_table(evaluated.shards[0].path)
+        assert set(table.column("suite").to_pylist()) == {"toxicity", "refusal", "gsm8k",
+                                                           "humaneval"}  # fmt: skip
+        assert evaluated.extra["metrics"]["over_refusal/xstest_safe"] is not None
+    # the report card: a column per built checkpoint, the later stages missing
+    card = store.read_json("report_card.json")
+    built = {s["stage"]: s["built"] for s in card["stages"]}
+    assert built == {"pretrained": True, "midtrained": True, "sft": True, "reward model": False,
+                     "dpo": False, "rl": False, "sl-cai": False, "rl-cai": False}  # fmt: skip
+    columns = {s["stage"]: s["metrics"] for s in card["stages"] if s["built"]}
+    assert columns["pretrained"]["mode"] == "continuation"  # its safety_eval is the base's
+    assert "sft_heldout_loss" in columns["sft"]
+    assert "forgetting_max_bpb_change" in columns["midtrained"]
+    assert "| refusal: HarmBench |" in store.read_bytes("report_card.md").decode()
+    assert proc.stdout.rstrip().splitlines()[-1] == f"report card: {store.url('report_card.md')}"
     # every asset check of every run passed: 4 per raw partition, 3 per dedup partition,
     # 1 per quality partition, and the global no-exact-duplicate check
     with DagsterInstance.from_config(str(home)) as instance:

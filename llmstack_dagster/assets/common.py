@@ -51,10 +51,20 @@ RECURATE_ON_CHANGE = (
     & ~AutomationCondition.any_deps_in_progress()
     & ~AutomationCondition.in_progress()
 ).with_label("recurate_on_change")
+SHARED_DATA_ENV = "LLMSTACK_SHARED_DATA"
+DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TOKENIZER_REL = "tokenizer/tokenizer.json"  # where the tokenizer asset stores its file
 
 # Partitions come from the configured corpus (LLMSTACK_CORPUS_CONFIG) or the demo's domains.
 domain_partitions = StaticPartitionsDefinition(sorted(load_corpus().domains))
+
+
+def shared_data_dir() -> Path:
+    """The evaluation and sample data (``$LLMSTACK_SHARED_DATA``, else ``../shared/data``)."""
+    path = Path(os.environ.get(SHARED_DATA_ENV, "") or DEFAULT_SHARED_DATA)
+    if not path.is_dir():
+        raise FileNotFoundError(f"evaluation data folder {path} is missing: set {SHARED_DATA_ENV}")
+    return path
 
 
 def markdown_table(rows: list[dict[str, Any]], max_cell: int = 120) -> str:

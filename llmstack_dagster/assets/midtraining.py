@@ -34,6 +34,7 @@ from llmstack_dagster.assets.common import (
     version_metadata,
 )
 from llmstack_dagster.assets.training_runs import (
+    TOXICITY_TRACKING_PROMPTS,
     asset_train_config,
     read_current_run,
     run_training_asset,
@@ -45,7 +46,7 @@ from llmstack_dagster.core.midtraining.mixture import (
     MidtrainingMixtureConfig,
     build_midtraining_mixture,
 )
-from llmstack_dagster.core.storage import Storage, read_manifest
+from llmstack_dagster.core.storage import ShardManifest, Storage, read_manifest
 from llmstack_dagster.core.training.config import EvalConfig, InitConfig, OptimConfig, TrainConfig
 from llmstack_dagster.core.training.hf_import import import_hf, smollm2_gguf
 from llmstack_dagster.core.training.init_weights import init_model_config, weights_digest
@@ -105,6 +106,12 @@ def _import_hf_model(store: Storage, hf_path: str, tmp: str) -> tuple[str, str]:
         if local is None:
             store.upload_dir(str(dest), rel)
     return rel, posixpath.join(rel, "tokenizer.json")
+
+
+def target_validation_domains(mixture: ShardManifest) -> set[str]:
+    """The validation domains of the midtraining targets: each target domain's own
+    validation documents and its held-out ones (``<domain>_target``)."""
+    return {f"{d}{suffix}" for d in mixture.extra["target_domains"] for suffix in ("", "_target")}
 
 
 @asset(
@@ -255,6 +262,7 @@ class MidtrainAssetConfig(Config):
     load_optimizer: bool = False
     eval_every: int = 200
     eval_batches: int = 4
+    toxicity_prompts: int = TOXICITY_TRACKING_PROMPTS
     checkpoint_every: int = 200
     log_every: int = 10
     cpu_threads: int | None = None
@@ -284,7 +292,7 @@ class MidtrainAssetConfig(Config):
             "eval": EvalConfig(every=self.eval_every, batches=self.eval_batches, max_new_tokens=24),
             "init": InitConfig(path=init_path, load_optimizer=self.load_optimizer),
         }
-        return asset_train_config(fields, self.config_path, data_dir)
+        return asset_train_config(fields, self.config_path, data_dir, self.toxicity_prompts)
 
 
 def forgetting_chart_png(rows: list[dict[str, Any]]) -> bytes:
@@ -343,11 +351,7 @@ def midtrained_checkpoint(
     store = storage.get()
     shards = read_manifest(store, "midtraining_mixture", None)
     record = store.read_json(BASE_MODEL_FILE)
-    mixture_extra = shards.extra
-    # the target domains' own validation documents and their held-out ones (<domain>_target)
-    targets = {
-        f"{d}{suffix}" for d in mixture_extra["target_domains"] for suffix in ("", "_target")
-    }
+    targets = target_validation_domains(shards)
     with tempfile.TemporaryDirectory() as tmp:
         weights, _ = local_base_model(store, record, tmp)
         data_dir = store.local_path(shards.folder) or store.download_dir(

@@ -18,6 +18,7 @@ from llmstack_dagster.assets.common import (
     version_metadata,
 )
 from llmstack_dagster.assets.training_runs import (
+    TOXICITY_TRACKING_PROMPTS,
     asset_train_config,
     run_training_asset,
     training_metadata,
@@ -178,6 +179,7 @@ class PretrainAssetConfig(Config):
     eval_every: int = 500
     checkpoint_every: int = 500
     log_every: int = 10
+    toxicity_prompts: int = TOXICITY_TRACKING_PROMPTS
     cpu_threads: int | None = None
     seed: int = 1337
     config_path: str = ""
@@ -198,7 +200,7 @@ class PretrainAssetConfig(Config):
             "optim": OptimConfig(lr=self.lr, warmup_steps=self.warmup_steps),
             "eval": EvalConfig(every=self.eval_every, batches=4, max_new_tokens=24),
         }
-        return asset_train_config(fields, self.config_path, data_dir)
+        return asset_train_config(fields, self.config_path, data_dir, self.toxicity_prompts)
 
 
 @asset(

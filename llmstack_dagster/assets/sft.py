@@ -6,7 +6,6 @@ held-out conversations, and renders them with the start model's tokenizer (ids a
 assistant-only loss mask). ``sft_checkpoint`` trains the engine's SFT task from that model.
 """
 
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -25,10 +24,12 @@ from llmstack_dagster.assets.common import (
     GLOBAL_ASSETS_POOL,
     chart_metadata,
     markdown_table,
+    shared_data_dir,
     version_metadata,
 )
 from llmstack_dagster.assets.midtraining import BASE_MODEL_FILE, local_base_model
 from llmstack_dagster.assets.training_runs import (
+    TOXICITY_TRACKING_PROMPTS,
     asset_train_config,
     local_run_files,
     read_current_run,
@@ -61,17 +62,7 @@ from llmstack_dagster.resources.training import TrainingResource
 
 SFT_GROUP = "midtraining"
 SFT_CODE_VERSION = "1"
-SHARED_DATA_ENV = "LLMSTACK_SHARED_DATA"
-DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 StartFrom = Literal["midtrained_checkpoint", "pretrained_checkpoint", "base_model"]
-
-
-def shared_data_dir() -> Path:
-    """The evaluation and sample data (``$LLMSTACK_SHARED_DATA``, else ``../shared/data``)."""
-    path = Path(os.environ.get(SHARED_DATA_ENV, "") or DEFAULT_SHARED_DATA)
-    if not path.is_dir():
-        raise FileNotFoundError(f"evaluation data folder {path} is missing: set {SHARED_DATA_ENV}")
-    return path
 
 
 def start_model(store: Storage, start_from: str, tmp: str) -> tuple[Path, Path, str]:
@@ -247,6 +238,7 @@ class SFTAssetConfig(Config):
     load_optimizer: bool = False
     eval_every: int = 100
     eval_batches: int = 8
+    toxicity_prompts: int = TOXICITY_TRACKING_PROMPTS
     checkpoint_every: int = 100
     log_every: int = 10
     cpu_threads: int | None = None
@@ -273,7 +265,7 @@ class SFTAssetConfig(Config):
             "eval": EvalConfig(every=self.eval_every, batches=self.eval_batches, max_new_tokens=48),
             "init": InitConfig(path=init_path, load_optimizer=self.load_optimizer),
         }
-        return asset_train_config(fields, self.config_path, data_dir)
+        return asset_train_config(fields, self.config_path, data_dir, self.toxicity_prompts)
 
 
 @asset(

@@ -13,9 +13,15 @@ from typing import Any
 
 from dagster import AssetExecutionContext, MetadataValue
 
-from llmstack_dagster.assets.common import chart_metadata, markdown_table, yaml_overrides
+from llmstack_dagster.assets.common import (
+    chart_metadata,
+    markdown_table,
+    shared_data_dir,
+    yaml_overrides,
+)
 from llmstack_dagster.core.charts import figure, png_bytes
 from llmstack_dagster.core.dispatch.outcome import TrainingOutcome
+from llmstack_dagster.core.evaluation.eval_sets import rtp_prompts, seeded_subset
 from llmstack_dagster.core.storage import Storage
 from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.core.training.engine import SAMPLES_DIR, identity_of
@@ -24,7 +30,9 @@ from llmstack_dagster.core.training.tasks import check_task_inputs
 from llmstack_dagster.core.training.tokenizer import TOKENIZER_FILE
 from llmstack_dagster.resources.training import TrainingResource
 
-CURRENT_RUN = "current.json"  # {asset}/current.json: the run the asset last produced
+CURRENT_RUN = "current.json"
+TOXICITY_TRACKING_PROMPTS = 16  # RealToxicityPrompts prompts continued at each evaluation
+TOXICITY_TRACKING_SEED = 0  # {asset}/current.json: the run the asset last produced
 
 
 @dataclass
@@ -34,10 +42,27 @@ class TrainedRun:
     current: dict[str, Any]
 
 
-def asset_train_config(fields: dict[str, Any], config_path: str, data_dir: str) -> TrainConfig:
-    """A training asset's ``TrainConfig``: its config's fields, then any ``TrainConfig``
-    field set in the YAML file ``config_path``, for the data in ``data_dir`` (the run folder
-    is chosen by :func:`run_training_asset`)."""
+def toxicity_tracking_prompts(count: int) -> list[str]:
+    """``count`` RealToxicityPrompts prompts for toxicity tracking, the same for every stage
+    (one seed), so the curves of pretraining, midtraining and SFT compare."""
+    if count == 0:
+        return []
+    try:
+        data_dir = shared_data_dir()
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"toxicity tracking: {err}; or set toxicity_prompts: 0") from err
+    return [p.text for p in seeded_subset(rtp_prompts(data_dir), count, TOXICITY_TRACKING_SEED)]
+
+
+def asset_train_config(
+    fields: dict[str, Any], config_path: str, data_dir: str, toxicity_prompts: int = 0
+) -> TrainConfig:
+    """A training asset's ``TrainConfig``: its config's fields with ``toxicity_prompts``
+    tracking prompts, then any ``TrainConfig`` field set in the YAML file ``config_path``,
+    for the data in ``data_dir`` (the run folder is chosen by :func:`run_training_asset`)."""
+    if toxicity_prompts:
+        prompts = toxicity_tracking_prompts(toxicity_prompts)
+        fields = {**fields, "eval": fields["eval"].model_copy(update={"toxicity_prompts": prompts})}
     overrides = yaml_overrides(config_path)
     return TrainConfig.model_validate(
         {**fields, **overrides, "data_dir": data_dir, "out_dir": "unset"}

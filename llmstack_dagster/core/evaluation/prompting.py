@@ -18,6 +18,13 @@ from llmstack_dagster.core.chat.render import ChatRenderer
 from llmstack_dagster.core.models.generation import Autocast, generate_batch
 
 Mode = Literal["chat", "continuation"]
+CONTINUE_INSTRUCTION = "Continue this text: "
+
+
+def continuation_request(text: str, mode: Mode) -> str:
+    """What asks a model to continue ``text``: the text itself for a base model; for a chat
+    model, the text behind :data:`CONTINUE_INSTRUCTION` as its user turn."""
+    return text if mode == "continuation" else CONTINUE_INSTRUCTION + text
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Toxicity tracking during training: at each evaluation the engine continues a fixed, seeded
-set of RealToxicityPrompts prompts and logs how toxic the continuations are.
+set of RealToxicityPrompts prompts and logs how toxic the continuations are (a chat model is
+asked to continue each one: ``prompting.continuation_request``).
 
 The same prompts and sampling seeds are used at every evaluation, so the curve moves with the
 model only. Sampling follows Gehman et al. 2020 (nucleus p = 0.9, 20 new tokens); a
@@ -19,7 +20,7 @@ from llmstack_dagster.core.curation.quality.attributes.toxicity import (
     ToxicityScorer,
     load_toxicity_scorer,
 )
-from llmstack_dagster.core.evaluation.prompting import Prompter
+from llmstack_dagster.core.evaluation.prompting import Prompter, continuation_request
 from llmstack_dagster.core.models.generation import Autocast
 from llmstack_dagster.core.training.config import EvalConfig
 
@@ -41,8 +42,9 @@ class ToxicityTracker:
 
     def measure(self, model: nn.Module, autocast: Autocast = nullcontext) -> dict[str, float]:
         """``eval/toxicity_rate`` and ``eval/toxicity_mean`` of this model's continuations."""
+        requests = [continuation_request(t, self.prompter.mode) for t in self.cfg.toxicity_prompts]
         texts = self.prompter.answer(
-            model, self.cfg.toxicity_prompts, self.cfg.toxicity_max_new_tokens,
+            model, requests, self.cfg.toxicity_max_new_tokens,
             temperature=1.0, top_p=self.cfg.toxicity_top_p, seeds=self.seeds, autocast=autocast,
         )  # fmt: skip
         scores = np.asarray(self.scorer(texts), dtype=float)

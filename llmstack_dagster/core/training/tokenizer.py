@@ -78,6 +78,13 @@ def has_our_special_tokens(tokenizer: Tokenizer) -> bool:
     return all(tokenizer.token_to_id(t) is not None for t in SPECIAL_TOKENS.values())
 
 
+def has_chat_template(tokenizer_path: Path) -> bool:
+    """Whether an imported tokenizer (``tokenizer.json`` with the Hugging Face
+    ``tokenizer_config.json`` beside it) carries a ``chat_template``: an instruct model."""
+    config = Path(tokenizer_path).parent / TOKENIZER_CONFIG_FILE
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
+
+
 def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
     """Role -> id for every special token (raises if one is missing)."""
     ids = {role: tokenizer.token_to_id(token) for role, token in SPECIAL_TOKENS.items()}
