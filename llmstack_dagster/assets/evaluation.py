@@ -93,6 +93,7 @@ class RefusalClassifierConfig(Config):
 
 @asset(
     group_name=EVALUATION_GROUP,
+    pool=GLOBAL_ASSETS_POOL,
     code_version=EVAL_CODE_VERSION,
     description="The project's refusal classifier, trained on XSTest's human-labelled model "
     "answers (partial refusals count as refusals); held-out agreement per answering model "
@@ -125,7 +126,11 @@ def refusal_classifier(
 
     manifest = build_version(store, "refusal_classifier", None, version_id, write)
     report = manifest.extra["report"]
-    context.log.info(f"refusal classifier: {report}")
+    agreement = ", ".join(
+        f"{row['model']} {row['classifier']:.3f} (string match {row['string_match']:.3f})"
+        for row in agreement_rows(report)
+    )
+    context.log.info(f"refusal classifier, held-out agreement with the labels: {agreement}")
     return MaterializeResult(
         metadata={
             "agreement": MetadataValue.md(markdown_table(agreement_rows(report))),
