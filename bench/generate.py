@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from train import CPU_MODELS, RESULTS, hf_twin
+from train import CPU_MODELS, RESULTS, hf_twin, merge_result
 
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.models.generation import generate_batch
@@ -93,11 +93,8 @@ def bench(args: argparse.Namespace) -> dict:
 
 
 def write_results(row: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "generate-cpu.json"
-    rows = json.loads(path.read_text()) if path.exists() else {}
-    rows[f"{row['model']}-b{row['batch']}-t{row['threads']}"] = row
-    path.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    key = f"{row['model']}-b{row['batch']}-t{row['threads']}"
+    rows = merge_result(out / "generate-cpu.json", key, row)
     lines = [
         "CPU batched greedy generation, ours (KV cache) vs HF `generate` (same weights, prompts,"
         " batches, left padding, fp32; rounds alternate; medians).",

@@ -155,15 +155,20 @@ def bench_cpu(args: argparse.Namespace) -> dict:
     }
 
 
-def write_cpu_results(row: dict, out: Path) -> None:
-    """Merge ``row`` into ``train-cpu.json`` (keyed by config) and rewrite ``train-cpu.md``."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "train-cpu.json"
+def merge_result(path: Path, key: str, row: dict) -> dict:
+    """Put ``row`` under ``key`` in the JSON file of result rows; returns every row."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = json.loads(path.read_text()) if path.exists() else {}
-    task = "" if row.get("task", "pretrain") == "pretrain" else f"-{row['task']}"
-    key = f"{row['model']}{task}-t{row['threads']}-{'compiled' if row['compile'] else 'eager'}"
     rows[key] = row
     path.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    return rows
+
+
+def write_cpu_results(row: dict, out: Path) -> None:
+    """Merge ``row`` into ``train-cpu.json`` (keyed by config) and rewrite ``train-cpu.md``."""
+    task = "" if row.get("task", "pretrain") == "pretrain" else f"-{row['task']}"
+    key = f"{row['model']}{task}-t{row['threads']}-{'compiled' if row['compile'] else 'eager'}"
+    rows = merge_result(out / "train-cpu.json", key, row)
     lines = [
         "CPU training step, ours vs HF `LlamaForCausalLM` (same config, weights, batch, AdamW,"
         " fp32; steps alternate; medians). `compiled` compiles ours only.",
