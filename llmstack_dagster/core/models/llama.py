@@ -146,6 +146,24 @@ class LlamaLM(nn.Module):
         under autograd goes through ``linear_cross_entropy``, which never keeps the
         full-vocabulary logits (its mean takes no ignored targets: use the sum for masks).
         """
+        x = self.hidden(idx, position_ids, segment_ids)
+        if targets is not None and reduction in ("mean", "sum") and torch.is_grad_enabled():
+            return linear_cross_entropy(
+                x.flatten(0, 1), self.lm_head.weight, targets.flatten(), reduction=reduction
+            )
+        logits = self.lm_head(x)
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
+        return loss.view_as(targets) if reduction == "none" else loss
+
+    def hidden(
+        self,
+        idx: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final normed hidden states (B, T, d_model), before the LM head."""
         seq = idx.shape[1]
         if seq > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {seq} tokens exceeds max_seq_len")
@@ -157,16 +175,7 @@ class LlamaLM(nn.Module):
         x = self.embed_tokens(idx)
         for block in self.layers:
             x = block(x, cos, sin, mask)
-        x = self.norm(x)
-        if targets is not None and reduction in ("mean", "sum") and torch.is_grad_enabled():
-            return linear_cross_entropy(
-                x.flatten(0, 1), self.lm_head.weight, targets.flatten(), reduction=reduction
-            )
-        logits = self.lm_head(x)
-        if targets is None:
-            return logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
-        return loss.view_as(targets) if reduction == "none" else loss
+        return self.norm(x)
 
     def decode(
         self, idx: torch.Tensor, position_ids: torch.Tensor, cache: KVCache

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from llmstack_dagster.core.models.config import ModelConfig, model_config
+from llmstack_dagster.core.posttraining.preference_losses import PreferenceLossConfig
 
 DEFAULT_PROMPTS = ["The meaning of", "def main():", "In the year", "Once upon a time"]
 
@@ -62,6 +63,19 @@ class EvalConfig(BaseModel):
     toxicity_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
+class PreferenceConfig(BaseModel):
+    """The reward-model and DPO tasks (``core/posttraining``). ``dpo``: the loss and its β;
+    the reward model's Bradley–Terry loss takes an optional constant ``reward_margin`` and
+    TRL's centering term ``center_rewards`` · (r_chosen + r_rejected)². The DPO reference is
+    the initial weights unless ``reference_sha256`` names another model's weights; its cached
+    log-probabilities must carry that digest (never a fallback to the policy)."""
+
+    dpo: PreferenceLossConfig = Field(default_factory=PreferenceLossConfig)
+    reward_margin: float = 0.0
+    center_rewards: float = Field(default=0.0, ge=0.0)
+    reference_sha256: str | None = None
+
+
 class TrainConfig(BaseModel):
     """Everything a run needs; paths are local (a Modal volume mount is local too)."""
 
@@ -94,6 +108,10 @@ class TrainConfig(BaseModel):
     init: InitConfig | None = None
     packing: bool = Field(
         default=True, description="SFT: pack conversations per row (False: one, padded)"
+    )
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
+    reference_logprobs: str | None = Field(
+        default=None, description="DPO: the folder of the cached reference log-probabilities"
     )
 
     def resolve_model(self, vocab_size: int) -> ModelConfig:

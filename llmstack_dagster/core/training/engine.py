@@ -29,7 +29,6 @@ import torch
 
 from llmstack_dagster.core.evaluation.toxicity_tracking import ToxicityTracker
 from llmstack_dagster.core.models.config import flops_per_token, param_count
-from llmstack_dagster.core.models.llama import LlamaLM
 from llmstack_dagster.core.progress import format_eta
 from llmstack_dagster.core.training.atomic import write_text_atomic
 from llmstack_dagster.core.training.checkpoint import (
@@ -195,7 +194,7 @@ class Engine:
         if cfg.cpu_threads:
             torch.set_num_threads(cfg.cpu_threads)
         torch.manual_seed(cfg.seed)
-        self.model = LlamaLM(self.model_cfg).to(env.device)
+        self.model = task.build_model(self.model_cfg).to(env.device)
         self.dtype = resolve_dtype(cfg.dtype, env.device)
         self.autocast = autocast_factory(env.device, self.dtype)
         strategy = cfg.parallelism
@@ -217,7 +216,7 @@ class Engine:
         self.last_metrics: dict[str, float] = {}
         self.toxicity = (
             ToxicityTracker(cfg.eval, task.prompter, cfg.seed)
-            if cfg.eval.toxicity_prompts
+            if cfg.eval.toxicity_prompts and task.prompter is not None
             else None
         )
 
@@ -240,13 +239,26 @@ class Engine:
             model_state, optim_state = load_init_state(
                 Path(self.cfg.init.path), self.cfg.init.load_optimizer
             )
-            self._load_state(model_state, optim_state)
+            self._load_state(self._with_fresh_parameters(model_state), optim_state)
             kept = "with its optimizer state" if optim_state else "with a fresh optimizer"
             detail = f"started at step 0 from the weights in {self.cfg.init.path}, {kept}"
         else:
             detail = "started at step 0 from a random initialization"
         self.log(f"{detail} (run {self.identity.id})")
         return ResumeInfo(False, 0, detail, warnings)
+
+    def _with_fresh_parameters(self, model_state: dict) -> dict:
+        """The initial weights plus the task's new parameters (a reward head) as initialized
+        here; any other parameter the weights lack is an error."""
+        own = self.model.state_dict()
+        missing = [k for k in own if k not in model_state]
+        new = self.task.fresh_parameters
+        unknown = [k for k in missing if not any(k.startswith(prefix) for prefix in new)]
+        if unknown:
+            raise ValueError(f"initial weights {self.cfg.init.path} lack {unknown[:5]}")
+        fresh = {k: own[k].full_tensor() if hasattr(own[k], "full_tensor") else own[k]
+                 for k in missing}  # fmt: skip
+        return {**model_state, **fresh}
 
     def _load_state(self, model_state: dict, optim_state: dict | None) -> None:
         if optim_state is None:

@@ -33,7 +33,10 @@ OPERATIONAL_FIELDS = {
     "log_every",
     "export_hf",
     "eval",
+    "reference_logprobs",  # a path: the cache must carry the reference's digest (checked)
 }
+# settings only some objectives read: left out of the other runs' identities
+TASK_FIELDS = {"preference": {"reward", "dpo"}}
 
 
 class RunIdentity(BaseModel):
@@ -69,6 +72,9 @@ def run_identity(cfg: TrainConfig, data: str, init_weights: str | None) -> RunId
     """The identity of ``cfg`` trained on data version ``data`` from ``init_weights`` (a
     digest; None for random initialization)."""
     config = cfg.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)
+    for name, objectives in TASK_FIELDS.items():
+        if cfg.objective not in objectives:
+            config.pop(name, None)
     if config.get("init"):
         config["init"].pop("path")  # the weights count by their digest, not where they lie
     payload = json.dumps([config, data, init_weights], sort_keys=True)

@@ -16,6 +16,11 @@ from torch import nn
 
 from llmstack_dagster.core.evaluation.prompting import Prompter
 from llmstack_dagster.core.models.config import ModelConfig
+from llmstack_dagster.core.posttraining.preference_tasks import (
+    dpo_task,
+    preference_inputs,
+    reward_task,
+)
 from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.core.training.data_loader import (
     TokenWindows,
@@ -108,6 +113,8 @@ class TaskKind:
 TASKS: dict[str, TaskKind] = {
     "next_token": TaskKind(next_token_task, next_token_inputs),
     "sft": TaskKind(sft_task, sft_inputs),
+    "reward": TaskKind(reward_task, preference_inputs),
+    "dpo": TaskKind(dpo_task, preference_inputs),
 }
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from llmstack_dagster.core.evaluation.prompting import Prompter
 from llmstack_dagster.core.models.config import ModelConfig
+from llmstack_dagster.core.models.llama import LlamaLM
 from llmstack_dagster.core.training.data_loader import Batch, LoaderPosition
 from llmstack_dagster.core.training.evaluation import Autocast
 from llmstack_dagster.core.training.objectives import Objective
@@ -36,6 +37,10 @@ class TrainingTask:
     evaluate: Callable[[nn.Module, torch.device, Autocast], dict[str, float]]
     sample: Callable[[nn.Module, torch.device], list[dict[str, str]]]
     export: Callable[[Path, Path], Path]
-    prompter: Prompter  # how the model is asked (toxicity tracking continues prompts with it)
+    # how the model is asked (toxicity tracking continues prompts with it); None: no text out
+    prompter: Prompter | None = None
     provenance: dict[str, Any] = field(default_factory=dict)  # recorded in checkpoint meta
     sample_at_eval: bool = False  # also sample at every evaluation (samples/step_*.md)
+    build_model: Callable[[ModelConfig], nn.Module] = LlamaLM
+    # parameter-name prefixes the initial weights lack (a new head): they keep their init
+    fresh_parameters: tuple[str, ...] = ()
