@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import xxhash
 from pydantic import BaseModel, Field
@@ -38,6 +38,7 @@ from llmstack_dagster.core.schema import make_drop
 
 STAGE = "sft_conversations"
 Split = Literal["train", "val"]
+T = TypeVar("T")
 
 
 class SFTBuildConfig(BaseModel):
@@ -62,6 +63,43 @@ def conversation_key(conv: Conversation) -> int:
 def split_score(conv_id: str, seed: int) -> float:
     """Where the id falls in [0, 1): the seeded hash the split compares to ``val_fraction``."""
     return xxhash.xxh64_intdigest(f"{seed}:{conv_id}".encode()) / 2**64
+
+
+class SeededSplit(Generic[T]):
+    """The split rule over one source's kept items, in stream order: ``val`` when
+    :func:`split_score` < ``val_fraction``; the lowest-scoring train candidate is held back
+    until :meth:`finish`, which gives it to ``val`` if the source has none and at least one
+    other item. Only that one candidate is held, so memory stays bounded."""
+
+    def __init__(self, val_fraction: float, seed: int) -> None:
+        self.val_fraction, self.seed = val_fraction, seed
+        self.sizes: Counter[str] = Counter()
+        self._held: tuple[float, T] | None = None
+
+    def add(self, item_id: str, item: T) -> Iterator[tuple[Split, T]]:
+        """The items whose split is now decided (none, this one, or the one held before)."""
+        score = split_score(item_id, self.seed)
+        if score < self.val_fraction:
+            self.sizes["val"] += 1
+            yield "val", item
+            return
+        if self._held is not None and self._held[0] <= score:
+            self.sizes["train"] += 1
+            yield "train", item
+            return
+        if self._held is not None:
+            self.sizes["train"] += 1
+            yield "train", self._held[1]
+        self._held = (score, item)
+
+    def finish(self) -> Iterator[tuple[Split, T]]:
+        """The held candidate, once the source has ended."""
+        if self._held is None:
+            return
+        split: Split = "val" if self.sizes["val"] == 0 and self.sizes["train"] >= 1 else "train"
+        self.sizes[split] += 1
+        yield split, self._held[1]
+        self._held = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +161,9 @@ class _Pipeline:
         counts = self.counts.setdefault(cfg.name, Counter())
         for key in ("read", "quarantined", "contaminated", "duplicate", "train", "val"):
             counts[key] += 0
-        held: tuple[float, Conversation] | None = None  # lowest-score train candidate
+        splitter: SeededSplit[Conversation] = SeededSplit(
+            self.config.val_fraction, self.config.seed
+        )
         for item in read_examples(cfg):
             counts["read"] += 1
             if isinstance(item, dict):
@@ -135,24 +175,12 @@ class _Pipeline:
             if dropped is not None:
                 yield dropped
                 continue
-            conv = item.conversation
-            score = split_score(conv.id, self.config.seed)
-            if score < self.config.val_fraction:
-                counts["val"] += 1
-                yield Kept("val", conv)
-                continue
-            if held is not None and held[0] <= score:
-                counts["train"] += 1
-                yield Kept("train", conv)
-                continue
-            if held is not None:
-                counts["train"] += 1
-                yield Kept("train", held[1])
-            held = (score, conv)
-        if held is not None:
-            split: Split = "val" if counts["val"] == 0 and counts["train"] >= 1 else "train"
+            for split, conv in splitter.add(item.conversation.id, item.conversation):
+                counts[split] += 1
+                yield Kept(split, conv)
+        for split, conv in splitter.finish():
             counts[split] += 1
-            yield Kept(split, held[1])
+            yield Kept(split, conv)
 
 
 def stream_conversations(

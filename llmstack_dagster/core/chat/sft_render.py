@@ -112,7 +112,7 @@ def render_sft_dataset(
                 )
             )
             start += info.rows
-    _copy_tokenizer(storage, tokenizer_path, folder)
+    copy_tokenizer(storage, tokenizer_path, folder)
     index = SFTIndex(
         vocab_size=load_tokenizer(tokenizer_path).get_vocab_size(),
         eos_id=renderer.eos_id,
@@ -128,7 +128,9 @@ def render_sft_dataset(
     return index, text.close(), drops.close(), stats
 
 
-def _copy_tokenizer(storage: Storage, tokenizer_path: Path, folder: str) -> None:
+def copy_tokenizer(storage: Storage, tokenizer_path: Path, folder: str) -> None:
+    """Copy the tokenizer files (``tokenizer.json`` and the HF configs beside it) into
+    ``folder``, so a dataset folder is self-contained."""
     source = Path(tokenizer_path)
     source_dir = source.parent if source.is_file() else source
     for name in ("tokenizer.json", TOKENIZER_CONFIG_FILE, "special_tokens_map.json"):
@@ -153,5 +155,3 @@ def length_histogram(lengths: list[int]) -> tuple[list[float], list[int]]:
         return [], []
     counts, edges = np.histogram(lengths, bins=LENGTH_BINS)
     return edges.round(1).tolist(), counts.tolist()
-
-

@@ -171,7 +171,8 @@ def demo_sft_sources() -> list[SFTSourceConfig]:
 # --- mappings: one native record -> the raw turns of one or more conversations ------------
 
 
-def _required(record: dict[str, Any], path: str) -> Any:
+def required_field(record: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path; ``missing_field`` when it is absent or null."""
     value = get_field(record, path)
     if value is None:
         raise RecordRejected("missing_field", f"field {path!r} is missing", preview(record))
@@ -189,17 +190,17 @@ def map_fields(record: dict[str, Any], fields: FieldNames) -> list[RawTurns]:
     turns: RawTurns = []
     if fields.system and get_field(record, fields.system) not in (None, ""):
         turns.append(("system", get_field(record, fields.system)))
-    user = _required(record, fields.user)
+    user = required_field(record, fields.user)
     context = get_field(record, fields.context) if fields.context else None
     turns.append(("user", _with_context(user, context)))
-    turns.append(("assistant", _required(record, fields.assistant)))
+    turns.append(("assistant", required_field(record, fields.assistant)))
     return [turns]
 
 
 def map_self_instruct(record: dict[str, Any]) -> list[RawTurns]:
     """One conversation per instance: user = instruction (+ input when present)."""
-    instruction = _required(record, "instruction")
-    instances = _required(record, "instances")
+    instruction = required_field(record, "instruction")
+    instances = required_field(record, "instances")
     if not isinstance(instances, list) or not instances:
         raise RecordRejected("no_instances", "field 'instances' is not a non-empty list")
     out: list[RawTurns] = []
@@ -212,20 +213,23 @@ def map_self_instruct(record: dict[str, Any]) -> list[RawTurns]:
     return out
 
 
-def map_messages(record: dict[str, Any]) -> list[RawTurns]:
-    """A ``messages`` list of ``{role, content}`` objects (SmolTalk, UltraChat)."""
-    messages = _required(record, "messages")
+def message_turns(record: dict[str, Any], path: str) -> RawTurns:
+    """The raw turns of a list of ``{role, content}`` objects at ``path``."""
+    messages = required_field(record, path)
     if not isinstance(messages, list):
-        detail = f"field 'messages' is a {type(messages).__name__}, not a list"
+        detail = f"field {path!r} is a {type(messages).__name__}, not a list"
         raise RecordRejected("invalid_field", detail, preview(record))
     turns: RawTurns = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
-            raise RecordRejected(
-                "invalid_field", f"messages[{i}] is not an object", preview(record)
-            )
+            raise RecordRejected("invalid_field", f"{path}[{i}] is not an object", preview(record))
         turns.append((msg.get("role"), msg.get("content")))
-    return [turns]
+    return turns
+
+
+def map_messages(record: dict[str, Any]) -> list[RawTurns]:
+    """A ``messages`` list of ``{role, content}`` objects (SmolTalk, UltraChat)."""
+    return [message_turns(record, "messages")]
 
 
 _CHATML = re.compile(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>|\Z)", re.S)
@@ -233,7 +237,7 @@ _CHATML = re.compile(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>|\Z)", re.S)
 
 def map_chatml(record: dict[str, Any]) -> list[RawTurns]:
     """A ChatML ``text`` field (OpenAssistant top-1 threads)."""
-    text = _required(record, "text")
+    text = required_field(record, "text")
     if not isinstance(text, str):
         raise RecordRejected("invalid_field", "field 'text' is not a string", preview(record))
     turns: RawTurns = [(role, content.strip()) for role, content in _CHATML.findall(text)]
@@ -302,13 +306,15 @@ def quarantine_row(
     detail: str | None,
     sample: Any = None,
     id: str | None = None,
+    stage: str = STAGE,
+    domain: str = DOMAIN,
 ) -> dict[str, Any]:
-    """A ``DROP_SCHEMA`` row for an example that cannot be used."""
+    """A ``DROP_SCHEMA`` row for an example that cannot be used (every string UTF-8 safe)."""
     if isinstance(sample, str):
         sample = clean_utf8(sample[:SAMPLE_CHARS])
     return make_drop(
-        stage=STAGE,
-        domain=DOMAIN,
+        stage=stage,
+        domain=domain,
         source=source,
         id=clean_utf8(id),
         locator=clean_utf8(locator),
@@ -318,7 +324,13 @@ def quarantine_row(
     )
 
 
-def _index(raw: RawRecord, prefix_file: bool) -> str:
+def prefix_file_names(paths: list[str]) -> bool:
+    """Whether ids name the file too: several paths, or a glob."""
+    return len(paths) > 1 or any(c in p for p in paths for c in "*?[")
+
+
+def record_index(raw: RawRecord, prefix_file: bool) -> str:
+    """The record's line or row number, prefixed with its file name when ``prefix_file``."""
     index = raw.locator.split(":", 1)[-1]
     return f"{raw.uri.rsplit('/', 1)[-1]}:{index}" if prefix_file else index
 
@@ -353,10 +365,10 @@ def _conversions(cfg: SFTSourceConfig, raw: RawRecord, base_id: str) -> Iterator
 def read_examples(cfg: SFTSourceConfig) -> Iterator[Example | dict[str, Any]]:
     """Every example of the source: an :class:`Example` or a quarantine row, at most
     ``max_examples`` in all; an unreadable source raises ``SourceError`` naming it."""
-    prefix_file = len(cfg.paths) > 1 or any(c in p for p in cfg.paths for c in "*?[")
+    prefix_file = prefix_file_names(cfg.paths)
     produced = 0
     for raw in read_source(cfg.reader_source()):
-        base_id = f"{cfg.name}/{_index(raw, prefix_file)}"
+        base_id = f"{cfg.name}/{record_index(raw, prefix_file)}"
         for item in _conversions(cfg, raw, base_id):
             yield item
             produced += 1
