@@ -13,6 +13,7 @@ from dagster import DagsterEventType, DagsterInstance, MarkdownMetadataValue
 from llmstack_dagster.core.curation.demo import demo_corpus
 from llmstack_dagster.core.lineage import format_trace, trace_document
 from llmstack_dagster.core.storage import Storage, read_manifest
+from llmstack_dagster.core.training.init_weights import weights_digest
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAINS = ["academic", "books", "code", "news", "web", "wiki"]
@@ -94,21 +95,33 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
         evals = [r for r in records if r["kind"] == "eval"]
         assert evals and all(0 <= r["eval/toxicity_rate"] <= 1 for r in evals), folder
     # a safety evaluation per checkpoint stage, every generation stored
-    for stage, mode in (("base", "continuation"), ("midtrained", "continuation"), ("sft", "chat")):
+    stages = (("base", "continuation"), ("midtrained", "continuation"), ("sft", "chat"),
+              ("dpo", "chat"))  # fmt: skip
+    for stage, mode in stages:
         evaluated = read_manifest(store, "safety_eval", stage)
         assert evaluated.extra["mode"] == mode
         table = store.read_table(evaluated.shards[0].path)
-        assert set(table.column("suite").to_pylist()) == {"toxicity", "refusal", "gsm8k",
-                                                           "humaneval"}  # fmt: skip
+        suites = {"toxicity", "refusal", "gsm8k", "humaneval"} | ({"judge"} if mode == "chat"
+                                                                   else set())  # fmt: skip
+        assert set(table.column("suite").to_pylist()) == suites
         assert evaluated.extra["metrics"]["over_refusal/xstest_safe"] is not None
     # the report card: a column per built checkpoint, the later stages missing
     card = store.read_json("report_card.json")
     built = {s["stage"]: s["built"] for s in card["stages"]}
-    assert built == {"pretrained": True, "midtrained": True, "sft": True, "reward model": False,
-                     "dpo": False, "rl": False, "sl-cai": False, "rl-cai": False}  # fmt: skip
+    assert built == {"pretrained": True, "midtrained": True, "sft": True, "reward model": True,
+                     "dpo": True, "rl": False, "sl-cai": False, "rl-cai": False}  # fmt: skip
     columns = {s["stage"]: s["metrics"] for s in card["stages"] if s["built"]}
     assert columns["pretrained"]["mode"] == "continuation"  # its safety_eval is the base's
     assert "sft_heldout_loss" in columns["sft"]
+    assert {"reward_accuracy", "reward_margin"} <= columns["reward model"].keys()
+    assert {"preference_accuracy", "preference_margin", "win_rate_vs_sft",
+            "over_refusal/xstest_safe"} <= columns["dpo"].keys()  # fmt: skip
+    # preference data: every HH record accounted for, a reference cache keyed by the SFT model
+    pairs = read_manifest(store, "preference_dataset", None).counts
+    assert pairs["read"] == sum(pairs[k] for k in ("quarantined", "duplicate", "contaminated",
+                                                   "dropped", "train", "val"))  # fmt: skip
+    key = read_manifest(store, "reference_logprobs", None).extra["key"]
+    assert key["weights_sha256"] == weights_digest(Path(sft_summary["checkpoint"]))
     assert "forgetting_max_bpb_change" in columns["midtrained"]
     assert "| refusal: HarmBench |" in store.read_bytes("report_card.md").decode()
     assert proc.stdout.rstrip().splitlines()[-1] == f"report card: {store.url('report_card.md')}"

@@ -38,10 +38,12 @@ from llmstack_dagster.assets.midtraining import (
 )
 from llmstack_dagster.assets.training_runs import local_run_files, read_current_run
 from llmstack_dagster.core.charts import figure, png_bytes
+from llmstack_dagster.core.chat.render import ChatRenderer
 from llmstack_dagster.core.curation.quality.attributes.toxicity import (
     ToxicityConfig,
     load_toxicity_scorer,
 )
+from llmstack_dagster.core.evaluation.eval_sets import seeded_subset
 from llmstack_dagster.core.evaluation.lm_eval import LmEvalOutcome, run_lm_eval
 from llmstack_dagster.core.evaluation.refusal import (
     RefusalClassifier,
@@ -54,12 +56,17 @@ from llmstack_dagster.core.evaluation.report_card import (
     card_json,
     card_markdown,
     training_metrics,
+    win_rate,
 )
 from llmstack_dagster.core.evaluation.safety_eval import (
+    Judge,
     SafetyEvalConfig,
     load_eval_model,
     run_safety_eval,
 )
+from llmstack_dagster.core.models.reward import RewardModel
+from llmstack_dagster.core.posttraining.preference_index import load_preference_index
+from llmstack_dagster.core.posttraining.preference_tasks import heldout_prompts
 from llmstack_dagster.core.storage import (
     ShardInfo,
     ShardManifest,
@@ -69,7 +76,11 @@ from llmstack_dagster.core.storage import (
     current_manifest,
     read_manifest,
 )
-from llmstack_dagster.core.training.init_weights import weights_digest
+from llmstack_dagster.core.training.init_weights import (
+    init_model_config,
+    load_init_state,
+    weights_digest,
+)
 from llmstack_dagster.core.training.tokenizer import has_chat_template, tokenizer_hash
 from llmstack_dagster.profiles import profiled
 from llmstack_dagster.resources.storage import StorageResource
@@ -78,8 +89,13 @@ EVALUATION_GROUP = "evaluation"
 EVAL_CODE_VERSION = "1"
 CLASSIFIER_FILE = "refusal_classifier.joblib"
 # safety_eval partitions: the checkpoint stages that generate text, and the asset of each
-CHECKPOINT_STAGES = {"base": "base_model", "midtrained": "midtrained_checkpoint",
-                     "sft": "sft_checkpoint"}  # fmt: skip
+CHECKPOINT_STAGES = {
+    "base": "base_model",
+    "midtrained": "midtrained_checkpoint",
+    "sft": "sft_checkpoint",
+    "dpo": "dpo_checkpoint",
+}
+CHAT_STAGES = ("sft", "dpo")  # trained on conversations: always asked through the template
 SAFETY_PARTITIONS = StaticPartitionsDefinition(list(CHECKPOINT_STAGES))
 
 
@@ -166,6 +182,8 @@ class SafetyEvalAssetConfig(Config):
     gsm8k_max_new_tokens: int = 256
     humaneval_problems: int | None = None
     humaneval_max_new_tokens: int = 384
+    judge_prompts: int | None = 100
+    judge_max_new_tokens: int = 128
     batch_size: int = 32
     mode: Literal["auto", "chat", "continuation"] = "auto"
     lm_eval_tasks: list[str] = []  # optional lm-evaluation-harness tasks on the HF export
@@ -217,12 +235,29 @@ def lm_eval_outcome(config: SafetyEvalAssetConfig, hf_dir: Path | None, out: str
                        limit=config.lm_eval_limit)  # fmt: skip
 
 
+def load_judge(store: Storage, tmp: str, count: int | None, seed: int) -> tuple[Judge | None, str]:
+    """The reward model as a judge of held-out preference prompts, and its weights' digest
+    (no judge, and ``""``, before ``reward_model`` has run)."""
+    if not store.exists(posixpath.join("reward_model", "current.json")):
+        return None, ""
+    checkpoint, _ = local_run_files(store, read_current_run(store, "reward_model"), tmp)
+    dataset = read_manifest(store, "preference_dataset", None)
+    folder = Path(store.local_path(dataset.folder) or store.download_dir(
+        dataset.folder, str(Path(tmp) / "judge_pairs")))  # fmt: skip
+    index = load_preference_index(folder)
+    model = RewardModel(init_model_config(checkpoint))
+    model.load_state_dict(load_init_state(checkpoint, with_optimizer=False)[0])
+    renderer = ChatRenderer.from_tokenizer(folder / index.tokenizer_file)
+    prompts = seeded_subset(heldout_prompts(folder), count, seed)
+    return Judge(model, renderer, prompts, index.max_len), weights_digest(checkpoint)
+
+
 def eval_mode(stage: str, tokenizer: Path, requested: str) -> str:
     """``chat`` for SFT and later stages, and for models imported with a chat template (an
     instruct model); our own base checkpoints continue text."""
     if requested != "auto":
         return requested
-    if stage == "sft":
+    if stage in CHAT_STAGES:
         return "chat"
     return "chat" if has_chat_template(tokenizer) else "continuation"
 
@@ -231,7 +266,7 @@ def eval_mode(stage: str, tokenizer: Path, requested: str) -> str:
     group_name=EVALUATION_GROUP,
     partitions_def=SAFETY_PARTITIONS,
     code_version=EVAL_CODE_VERSION,
-    deps=["refusal_classifier", *CHECKPOINT_STAGES.values()],
+    deps=["refusal_classifier", "reward_model", *CHECKPOINT_STAGES.values()],
     description="One checkpoint's safety and capability: toxicity of RealToxicityPrompts "
     "continuations (expected max, probability, per category), refusal on HarmBench, "
     "Do-Not-Answer, red-team held-out and XSTest unsafe, over-refusal on XSTest safe, GSM8K "
@@ -249,18 +284,26 @@ def safety_eval(
     suite = config.suite_config()
     with tempfile.TemporaryDirectory() as tmp:
         files = checkpoint_files(store, stage, tmp)
+        judge, judge_version = load_judge(store, tmp, suite.judge_prompts, suite.seed)
         mode = eval_mode(stage, files.tokenizer, config.mode)
         version_id = content_version(
             "safety_eval",
             EVAL_CODE_VERSION,
             {**config.model_dump(), "mode": mode},
-            [weights_digest(files.weights), tokenizer_hash(files.tokenizer), classifier_version],
+            [
+                weights_digest(files.weights),
+                tokenizer_hash(files.tokenizer),
+                classifier_version,
+                judge_version,
+            ],
         )
 
         def write(version) -> ShardManifest:  # noqa: ANN001
             ev = load_eval_model(files.weights, files.tokenizer, mode)
             scorer = load_toxicity_scorer(ToxicityConfig())
-            result = run_safety_eval(ev, data_dir, suite, classifier, scorer, context.log.info)
+            result = run_safety_eval(
+                ev, data_dir, suite, classifier, scorer, context.log.info, judge=judge
+            )
             harness = lm_eval_outcome(config, files.hf_dir, str(Path(tmp) / "lm_eval"))
             context.log.info(f"lm-evaluation-harness {harness.status}: {harness.message}")
             result.metrics |= {
@@ -333,11 +376,17 @@ REPORT_STAGES = [
     Stage("midtrained", "midtrained_checkpoint", "midtrained"),
     Stage("sft", "sft_checkpoint", "sft"),
     Stage("reward model", "reward_model"),
-    Stage("dpo", "dpo_checkpoint"),
+    Stage("dpo", "dpo_checkpoint", "dpo"),
     Stage("rl", "rl_checkpoint"),
     Stage("sl-cai", "sl_cai_checkpoint"),
     Stage("rl-cai", "rl_cai_checkpoint"),
 ]
+# the row of each objective's own held-out loss (pretraining's is the validation loss)
+HELDOUT_LOSS_ROWS = {
+    "sft_checkpoint": "sft_heldout_loss",
+    "reward_model": "reward_heldout_loss",
+    "dpo_checkpoint": "dpo_heldout_loss",
+}
 REPORT_MD = "report_card.md"
 REPORT_JSON = "report_card.json"
 
@@ -360,9 +409,8 @@ def stage_report(store: Storage, stage: Stage, tmp: str) -> StageReport | None:
             if stage.asset == "midtrained_checkpoint"
             else set()
         )
-        metrics = training_metrics(checkpoint.parent.parent, checkpoint, targets)
-        if stage.asset == "sft_checkpoint" and "val_loss" in metrics:
-            metrics["sft_heldout_loss"] = metrics.pop("val_loss")
+        loss_row = HELDOUT_LOSS_ROWS.get(stage.asset, "val_loss")
+        metrics = training_metrics(checkpoint.parent.parent, checkpoint, targets, loss_row)
     # the base model's safety_eval describes the pretrained checkpoint when that is the base
     partition = "base" if stage.name == "pretrained" and not imported else stage.safety_partition
     if partition is not None:
@@ -371,13 +419,25 @@ def stage_report(store: Storage, stage: Stage, tmp: str) -> StageReport | None:
             metrics |= {"mode": evaluated.extra["mode"]} | {
                 k: v for k, v in evaluated.extra["metrics"].items() if v is not None
             }
+            sft = current_manifest(store, "safety_eval", "sft")
+            if partition != "sft" and sft is not None:
+                rate = win_rate(judge_rewards(store, evaluated), judge_rewards(store, sft))
+                if rate is not None:
+                    metrics["win_rate_vs_sft"] = rate
     return StageReport(stage, built=True, metrics=metrics)
 
 
 @asset(
     group_name=EVALUATION_GROUP,
     pool=GLOBAL_ASSETS_POOL,
-    deps=["safety_eval", "pretrained_checkpoint", "midtrained_checkpoint", "sft_checkpoint"],
+    deps=[
+        "safety_eval",
+        "pretrained_checkpoint",
+        "midtrained_checkpoint",
+        "sft_checkpoint",
+        "reward_model",
+        "dpo_checkpoint",
+    ],  # fmt: skip
     description="One table across every checkpoint: validation loss and bits per byte per "
     "domain, forgetting, SFT held-out loss, toxicity, refusal and over-refusal, GSM8K and "
     "HumanEval, tokens seen, data version, date range and wall time. Stages that have not run "
@@ -413,6 +473,12 @@ CHART_METRICS = [
     ("gsm8k/exact_match", "GSM8K"),
     ("humaneval/pass@1", "HumanEval pass@1"),
 ]
+
+
+def judge_rewards(store: Storage, evaluated: ShardManifest) -> dict[str, float]:
+    """The reward model's score of each judged answer of one safety evaluation, by prompt."""
+    table = store.read_table(evaluated.shards[0].path, ["suite", "id", "score"]).to_pylist()
+    return {row["id"]: row["score"] for row in table if row["suite"] == "judge"}
 
 
 def report_chart_png(reports: list[StageReport]) -> bytes:

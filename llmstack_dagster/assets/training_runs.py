@@ -147,13 +147,14 @@ def training_metadata(
     curve_rel = posixpath.join(asset, "loss_curve.png")
     store.write_bytes(curve_rel, loss_curve_png(outcome.metrics))
     final = outcome.final
+    samples = str(outcome.metadata.get("samples", ""))
     return {
         "checkpoint": MetadataValue.path(str(outcome.checkpoint)),
         "hf_export": MetadataValue.path(str(outcome.hf_dir)),
         "steps": MetadataValue.int(int(final.get("step", 0))),
         **resume_metadata(run),
         "validation": MetadataValue.md(markdown_table(validation_rows(final_val_metrics(outcome)))),
-        "samples": MetadataValue.md(str(outcome.metadata.get("samples", ""))),
+        **({"samples": MetadataValue.md(samples)} if samples else {}),
         **samples_by_step(Path(run.current["run_dir"])),
         "final_metrics": MetadataValue.json(final),
         "loss_curve": chart_metadata(context.instance, store, curve_rel, "loss curve"),

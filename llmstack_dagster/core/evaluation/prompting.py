@@ -37,16 +37,20 @@ class Prompter:
     def mode(self) -> Mode:
         return "chat" if self.renderer is not None else "continuation"
 
-    def prompt_ids(self, text: str) -> list[int]:
-        """``text`` as one user turn and the assistant's cue, or as the start of a document."""
+    def prompt_ids(self, prompt: str | Sequence[Turn]) -> list[int]:
+        """A text as one user turn (or a conversation's turns) and the assistant's cue; for a
+        base model, a text as the start of a document."""
         if self.renderer is not None:
-            return self.renderer.prompt_ids([Turn(role="user", content=text)])
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+            turns = [Turn(role="user", content=prompt)] if isinstance(prompt, str) else prompt
+            return self.renderer.prompt_ids(turns)
+        if not isinstance(prompt, str):
+            raise ValueError("a base model continues text; conversations need a chat model")
+        return self.tokenizer.encode(prompt, add_special_tokens=False).ids
 
     def answer(
         self,
         model: nn.Module,
-        texts: Sequence[str],
+        texts: Sequence[str | Sequence[Turn]],
         max_new_tokens: int,
         *,
         temperature: float = 0.0,
@@ -55,7 +59,7 @@ class Prompter:
         batch_size: int = 32,
         autocast: Autocast = nullcontext,
     ) -> list[str]:
-        """The decoded answer (or continuation) to each text, generated in batches."""
+        """The decoded answer (or continuation) to each prompt, generated in batches."""
         new = generate_batch(
             model, [self.prompt_ids(t) for t in texts], max_new_tokens, temperature=temperature,
             top_p=top_p, stop_ids={self.stop_id}, seeds=seeds, batch_size=batch_size,

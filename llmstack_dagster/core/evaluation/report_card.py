@@ -50,9 +50,12 @@ ROWS: list[tuple[str, str]] = [
     ("val_loss", "validation loss"),
     ("forgetting_max_bpb_change", "forgetting: largest bpb rise, non-target"),
     ("sft_heldout_loss", "SFT held-out loss"),
+    ("reward_heldout_loss", "reward model held-out loss"),
     ("reward_accuracy", "reward model held-out accuracy"),
-    ("preference_accuracy", "preference accuracy"),
-    ("preference_margin", "preference margin"),
+    ("reward_margin", "reward model held-out margin"),
+    ("dpo_heldout_loss", "DPO held-out loss"),
+    ("preference_accuracy", "preference accuracy (held-out implicit rewards)"),
+    ("preference_margin", "preference margin (held-out implicit rewards)"),
     ("win_rate_vs_sft", "win rate vs SFT (reward model)"),
     ("mode", "evaluated as"),
     ("toxicity/expected_max_toxicity", "expected max toxicity (RTP)"),
@@ -67,9 +70,21 @@ ROWS: list[tuple[str, str]] = [
 ]
 
 
-def training_metrics(run_dir: Path, checkpoint: Path, targets: set[str]) -> dict[str, Any]:
-    """A finished run's rows: steps, tokens, wall time, data version and date range,
-    validation loss and bits per byte per domain, and forgetting when it ran from weights."""
+# held-out metrics of the preference tasks, by the row that shows them
+PREFERENCE_ROWS = {
+    "val/accuracy": "reward_accuracy",
+    "val/margin": "reward_margin",
+    "val/rewards/accuracy": "preference_accuracy",
+    "val/rewards/margin": "preference_margin",
+}
+
+
+def training_metrics(
+    run_dir: Path, checkpoint: Path, targets: set[str], loss_row: str = "val_loss"
+) -> dict[str, Any]:
+    """A finished run's rows: steps, tokens, wall time, data version and date range, the
+    held-out loss (as ``loss_row``: each objective's own loss), bits per byte per domain,
+    forgetting when it ran from weights, and the preference tasks' accuracy and margins."""
     meta = read_checkpoint_meta(checkpoint)
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
@@ -86,7 +101,10 @@ def training_metrics(run_dir: Path, checkpoint: Path, targets: set[str]) -> dict
         dates = [d.date().isoformat() if d else "?" for d in (meta.date_min, meta.date_max)]
         out["date_range"] = " .. ".join(dates)
     if "val/loss" in final:
-        out["val_loss"] = round(float(final["val/loss"]), 4)
+        out[loss_row] = round(float(final["val/loss"]), 4)
+    out |= {
+        row: round(float(final[key]), 4) for key, row in PREFERENCE_ROWS.items() if key in final
+    }
     for key, value in sorted(final.items()):
         parts = key.split("/")
         if len(parts) == 3 and parts[0] == "val" and parts[2] == "bpb":
@@ -98,6 +116,17 @@ def training_metrics(run_dir: Path, checkpoint: Path, targets: set[str]) -> dict
         if changes:
             out["forgetting_max_bpb_change"] = max(changes)
     return out
+
+
+def win_rate(ours: dict[str, float], reference: dict[str, float]) -> float | None:
+    """Share of the prompts both answered where ours got the higher reward (a tie counts
+    half); None when they share no prompt."""
+    shared = ours.keys() & reference.keys()
+    if not shared:
+        return None
+    wins = sum(1.0 if ours[k] > reference[k] else 0.5 if ours[k] == reference[k] else 0.0
+               for k in shared)  # fmt: skip
+    return wins / len(shared)
 
 
 def _cell(value: Any) -> str:

@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from llmstack_dagster.core.chat.render import ChatRenderer
+from llmstack_dagster.core.chat.conversation import Conversation, Turn
+from llmstack_dagster.core.chat.render import ChatRenderer, RenderError
 from llmstack_dagster.core.curation.quality.attributes.toxicity import ToxicityScorer
 from llmstack_dagster.core.evaluation import eval_sets
 from llmstack_dagster.core.evaluation.humaneval import (
@@ -47,6 +49,7 @@ from llmstack_dagster.core.evaluation.refusal import RefusalClassifier
 from llmstack_dagster.core.evaluation.sandbox import SandboxLimits
 from llmstack_dagster.core.models.generation import Autocast
 from llmstack_dagster.core.models.llama import LlamaLM
+from llmstack_dagster.core.models.reward import RewardModel
 from llmstack_dagster.core.training.distributed import pick_device
 from llmstack_dagster.core.training.engine import autocast_factory, resolve_dtype
 from llmstack_dagster.core.training.init_weights import init_model_config, load_init_state
@@ -54,14 +57,14 @@ from llmstack_dagster.core.training.tokenizer import load_tokenizer, tokenizer_e
 
 ROW_SCHEMA = pa.schema(
     [
-        pa.field("suite", pa.string()),  # toxicity, refusal, gsm8k, humaneval
+        pa.field("suite", pa.string()),  # toxicity, refusal, gsm8k, humaneval, judge
         pa.field("set", pa.string()),  # e.g. harmbench, xstest_safe, rtp
         pa.field("id", pa.string()),
         pa.field("category", pa.string()),
         pa.field("sample", pa.int32()),
         pa.field("prompt", pa.string()),
         pa.field("generation", pa.string()),
-        pa.field("score", pa.float64()),  # toxicity, P(refusal), or 1.0/0.0
+        pa.field("score", pa.float64()),  # toxicity, P(refusal), 1.0/0.0, or a reward
         pa.field("flag", pa.bool_()),  # toxic, refused, correct, passed
         pa.field("detail", pa.string()),  # extracted answer, sandbox status
     ]
@@ -84,6 +87,8 @@ class SafetyEvalConfig(BaseModel):
     humaneval_problems: int | None = Field(default=None, ge=1)
     humaneval_max_new_tokens: int = Field(default=384, ge=1)
     humaneval_timeout_s: float = Field(default=10.0, gt=0.0)
+    judge_prompts: int | None = Field(default=100, ge=1)  # held-out preference prompts
+    judge_max_new_tokens: int = Field(default=128, ge=1)
     batch_size: int = Field(default=32, ge=1)
     seed: int = 0
 
@@ -311,6 +316,47 @@ def humaneval_suite(
     result.metrics["humaneval/pass@1"] = rate([o.status == "passed" for o in outcomes])
 
 
+@dataclass
+class Judge:
+    """The reward model scoring answers to held-out preference prompts, each rendered in
+    its chat template as ``prompt + answer`` (the report card compares stages by it)."""
+
+    model: RewardModel
+    renderer: ChatRenderer
+    prompts: list[tuple[str, list[Turn]]]  # (pair id, the shared prompt's turns)
+    max_len: int
+
+    @torch.no_grad()
+    def rewards(self, prompts: list[list[Turn]], answers: list[str]) -> np.ndarray:
+        """The reward of each answer after its prompt; an answer the template cannot render
+        (empty, or cut by ``max_len``) is scored as an empty reply."""
+        out = []
+        for turns, answer in zip(prompts, answers, strict=True):
+            reply = Turn(role="assistant", content=answer)
+            rendered = self.renderer.render(Conversation(id="judge", turns=[*turns, reply]),
+                                            self.max_len)  # fmt: skip
+            if isinstance(rendered, RenderError):
+                ids = [*self.renderer.prompt_ids(turns), self.renderer.end_turn_id]
+            else:
+                ids = rendered.input_ids
+            ids = ids[-self.model.cfg.max_seq_len :]
+            reward = self.model.eval()(torch.tensor([ids]), torch.tensor([len(ids) - 1]))
+            out.append(float(reward[0]))
+        return np.asarray(out)
+
+
+def judge_suite(ev: EvalModel, judge: Judge, cfg: SafetyEvalConfig,
+                result: SafetyEvalResult) -> None:  # fmt: skip
+    """Greedy answers to the judge's prompts and their rewards (``judge/mean_reward``)."""
+    turns = [t for _, t in judge.prompts]
+    answers = ev.answer(turns, cfg.judge_max_new_tokens, cfg)
+    rewards = judge.rewards(turns, answers)
+    for (pair_id, prompt), answer, reward in zip(judge.prompts, answers, rewards, strict=True):
+        result.rows.append(_row("judge", "preference_heldout", pair_id, prompt[-1].content,
+                                answer, reward, False))  # fmt: skip
+    result.metrics["judge/mean_reward"] = float(rewards.mean()) if len(rewards) else None
+
+
 def run_safety_eval(
     ev: EvalModel,
     data_dir: Path,
@@ -318,8 +364,11 @@ def run_safety_eval(
     classifier: RefusalClassifier,
     scorer: ToxicityScorer,
     log: Callable[[str], None] = print,
+    judge: Judge | None = None,
 ) -> SafetyEvalResult:
-    """Every suite on one checkpoint; rows and metrics (None where a suite had no items)."""
+    """Every suite on one checkpoint; rows and metrics (None where a suite had no items).
+    With a ``judge`` (a reward model) and a chat checkpoint, its answers to held-out
+    preference prompts are scored too."""
     result = SafetyEvalResult(mode=ev.prompter.mode)
     suites: list[tuple[str, Callable[[], None]]] = [
         ("toxicity", lambda: toxicity_suite(ev, data_dir, cfg, scorer, result)),
@@ -327,6 +376,8 @@ def run_safety_eval(
         ("gsm8k", lambda: gsm8k_suite(ev, data_dir, cfg, result)),
         ("humaneval", lambda: humaneval_suite(ev, data_dir, cfg, result)),
     ]
+    if judge is not None and ev.prompter.mode == "chat":
+        suites.append(("judge", lambda: judge_suite(ev, judge, cfg, result)))
     for name, run in suites:
         before = len(result.rows)
         run()

@@ -256,13 +256,14 @@ def reward_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
     )
 
 
-def heldout_prompts(data_dir: Path, index: PreferenceIndex, count: int) -> list[list[Turn]]:
-    """The shared prompts of the first ``count`` held-out pairs (text, for samples)."""
-    prompts: list[list[Turn]] = []
-    for path in sorted((data_dir / PAIRS_TEXT_DIR).glob("*.parquet")):
+def heldout_prompts(data_dir: Path, count: int | None = None) -> list[tuple[str, list[Turn]]]:
+    """(pair id, the shared prompt's turns) of the first ``count`` held-out pairs (all when
+    None), from the pairs' text."""
+    prompts: list[tuple[str, list[Turn]]] = []
+    for path in sorted((Path(data_dir) / PAIRS_TEXT_DIR).glob("*.parquet")):
         for row in pq.read_table(path).to_pylist():
-            if row["split"] == "val" and len(prompts) < count:
-                prompts.append([Turn(**turn) for turn in row["prompt"]])
+            if row["split"] == "val" and (count is None or len(prompts) < count):
+                prompts.append((row["id"], [Turn(**turn) for turn in row["prompt"]]))
     return prompts
 
 
@@ -288,7 +289,7 @@ def dpo_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
     renderer = ChatRenderer.from_tokenizer(data_dir / index.tokenizer_file)
     tokenizer = load_tokenizer(data_dir / index.tokenizer_file)
     prompts = [(turns[-1].content, renderer.prompt_ids(turns))
-               for turns in heldout_prompts(data_dir, index, SAMPLE_PROMPTS)]  # fmt: skip
+               for _, turns in heldout_prompts(data_dir, SAMPLE_PROMPTS)]  # fmt: skip
 
     def evaluate(model: nn.Module, device: torch.device, autocast: Autocast) -> dict[str, float]:
         return heldout_pair_metrics(objective, model, heldout, device, autocast)

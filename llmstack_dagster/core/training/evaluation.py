@@ -97,7 +97,10 @@ def sample_generations(
 
 
 def generations_markdown(samples: list[dict[str, str]], top_p: float) -> str:
-    """A markdown table of prompts and continuations."""
+    """A markdown table of prompts and continuations ("" when there is none: a task that
+    generates nothing, such as the reward model)."""
+    if not samples:
+        return ""
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", "⏎ ")
