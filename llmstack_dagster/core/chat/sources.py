@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -67,8 +67,9 @@ class FieldNames(BaseModel):
     )
 
 
-class SFTSourceConfig(BaseModel):
-    """One SFT source: where its records are and how they map onto turns."""
+class RecordSourceConfig(BaseModel):
+    """Where a source's records are: JSON Lines files, or a Hugging Face dataset streamed
+    with ``datasets`` (the SFT and preference sources share it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,16 +78,12 @@ class SFTSourceConfig(BaseModel):
     paths: list[str] = Field(default_factory=list)
     dataset: str | None = None
     config_name: str | None = None
+    data_dir: str | None = None
     split: str = "train"
     revision: str | None = None
-    mapping: MappingName | None = None
-    fields: FieldNames | None = None
-    max_examples: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> SFTSourceConfig:
-        if (self.mapping is None) == (self.fields is None):
-            raise ValueError(f"source {self.name!r}: give exactly one of 'mapping' or 'fields'")
+    def _located(self) -> RecordSourceConfig:
         if self.kind == "jsonl" and not self.paths:
             raise ValueError(f"source {self.name!r}: a jsonl source needs 'paths'")
         if self.kind == "huggingface" and not self.dataset:
@@ -101,16 +98,31 @@ class SFTSourceConfig(BaseModel):
             name=self.name,
             dataset=self.dataset or "",
             config_name=self.config_name,
+            data_dir=self.data_dir,
             split=self.split,
             revision=self.revision,
         )
 
-    def resolved(self, base_dir: Path) -> SFTSourceConfig:
+    def resolved(self, base_dir: Path) -> Self:
         """A copy whose relative local paths are made absolute against ``base_dir``."""
         paths = [
             p if "://" in p or Path(p).is_absolute() else str(base_dir / p) for p in self.paths
         ]
         return self.model_copy(update={"paths": paths})
+
+
+class SFTSourceConfig(RecordSourceConfig):
+    """One SFT source: where its records are and how they map onto turns."""
+
+    mapping: MappingName | None = None
+    fields: FieldNames | None = None
+    max_examples: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SFTSourceConfig:
+        if (self.mapping is None) == (self.fields is None):
+            raise ValueError(f"source {self.name!r}: give exactly one of 'mapping' or 'fields'")
+        return self
 
 
 # Streamed hub datasets (dataset cards' documented fields):

@@ -34,6 +34,7 @@ from llmstack_dagster.core.chat.conversation import Turn
 from llmstack_dagster.core.chat.sources import (
     ROLE_ALIASES,
     RawTurns,
+    RecordSourceConfig,
     message_turns,
     prefix_file_names,
     quarantine_row,
@@ -45,9 +46,6 @@ from llmstack_dagster.core.curation.readers import RawRecord, read_source
 from llmstack_dagster.core.curation.records import RecordRejected, is_utf8, preview
 from llmstack_dagster.core.curation.sources import (
     FieldPath,
-    HuggingFaceSource,
-    JsonlSource,
-    SourceName,
 )
 
 STAGE = "preference_sources"
@@ -98,52 +96,18 @@ class PreferenceFields(BaseModel):
     prompt: FieldPath | None = None
 
 
-class PreferenceSourceConfig(BaseModel):
+class PreferenceSourceConfig(RecordSourceConfig):
     """One preference source: where its records are and how they map onto pairs."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: SourceName
-    kind: Literal["jsonl", "huggingface"]
     format: PreferenceFormat
     fields: PreferenceFields = PreferenceFields()
-    paths: list[str] = Field(default_factory=list)
-    dataset: str | None = None
-    config_name: str | None = None
-    data_dir: str | None = None
-    split: str = "train"
-    revision: str | None = None
     max_pairs: int | None = Field(default=None, ge=1, description="read at most this many")
 
     @model_validator(mode="after")
     def _consistent(self) -> PreferenceSourceConfig:
         if self.format == "hh" and self.fields.prompt is not None:
             raise ValueError(f"source {self.name!r}: an 'hh' dialogue carries its own prompt")
-        if self.kind == "jsonl" and not self.paths:
-            raise ValueError(f"source {self.name!r}: a jsonl source needs 'paths'")
-        if self.kind == "huggingface" and not self.dataset:
-            raise ValueError(f"source {self.name!r}: a huggingface source needs 'dataset'")
         return self
-
-    def reader_source(self) -> JsonlSource | HuggingFaceSource:
-        """The curation source its records are read through."""
-        if self.kind == "jsonl":
-            return JsonlSource(name=self.name, paths=self.paths)
-        return HuggingFaceSource(
-            name=self.name,
-            dataset=self.dataset or "",
-            config_name=self.config_name,
-            data_dir=self.data_dir,
-            split=self.split,
-            revision=self.revision,
-        )
-
-    def resolved(self, base_dir: Path) -> PreferenceSourceConfig:
-        """A copy whose relative local paths are made absolute against ``base_dir``."""
-        paths = [
-            p if "://" in p or Path(p).is_absolute() else str(base_dir / p) for p in self.paths
-        ]
-        return self.model_copy(update={"paths": paths})
 
 
 # Streamed hub datasets (dataset cards' documented fields):
