@@ -24,8 +24,6 @@ import torch.distributed as dist
 from torch import nn
 
 from llmstack_dagster.core.chat.conversation import Turn
-from llmstack_dagster.core.chat.render import ChatRenderer
-from llmstack_dagster.core.evaluation.prompting import Prompter
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.models.generation import Autocast
 from llmstack_dagster.core.models.reward import NEW_PARAMETERS, RewardModel
@@ -46,12 +44,10 @@ from llmstack_dagster.core.posttraining.reward_export import export_reward_model
 from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.core.training.data_loader import Batch, LoaderPosition
 from llmstack_dagster.core.training.distributed import DistEnv
-from llmstack_dagster.core.training.evaluation import sample_continuations
-from llmstack_dagster.core.training.hf_import import export_for_tokenizer
 from llmstack_dagster.core.training.init_weights import initial_model_config, weights_digest
 from llmstack_dagster.core.training.objectives import Forward, Objective
 from llmstack_dagster.core.training.preflight import TrainingInputError
-from llmstack_dagster.core.training.tokenizer import load_tokenizer
+from llmstack_dagster.core.training.sft_task import chat_model_task
 from llmstack_dagster.core.training.training_task import TrainingTask
 
 PAIRS_TEXT_DIR = "pairs"  # the pairs as text (preference_index.py)
@@ -286,29 +282,12 @@ def dpo_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
     data = ReferencedBatches(batches, reference_of(train, "train"))
     objective = DirectPreference(cfg)
     heldout = _heldout_batches(data_dir, index, cfg, reference_of)
-    renderer = ChatRenderer.from_tokenizer(data_dir / index.tokenizer_file)
-    tokenizer = load_tokenizer(data_dir / index.tokenizer_file)
-    prompts = [(turns[-1].content, renderer.prompt_ids(turns))
-               for _, turns in heldout_prompts(data_dir, SAMPLE_PROMPTS)]  # fmt: skip
 
     def evaluate(model: nn.Module, device: torch.device, autocast: Autocast) -> dict[str, float]:
         return heldout_pair_metrics(objective, model, heldout, device, autocast)
 
-    def sample(model: nn.Module, device: torch.device) -> list[dict[str, str]]:
-        return sample_continuations(model, tokenizer, prompts, cfg.eval, renderer.end_turn_id,
-                                    cfg.seed)  # fmt: skip
-
-    def export(checkpoint: Path, dest: Path) -> Path:
-        return export_for_tokenizer(checkpoint, dest, data_dir / index.tokenizer_file)
-
-    return TrainingTask(
-        objective=objective,
-        data=data,
-        model_config=model_cfg,
-        evaluate=evaluate,
-        sample=sample,
-        export=export,
-        prompter=Prompter(tokenizer, renderer.end_turn_id, renderer),
-        provenance={"tokenizer_hash": index.tokenizer_hash, "data_version": index.data_version},
-        sample_at_eval=True,
-    )
+    return chat_model_task(
+        cfg, objective, data, model_cfg, evaluate, data_dir / index.tokenizer_file,
+        [turns for _, turns in heldout_prompts(data_dir, SAMPLE_PROMPTS)],
+        {"tokenizer_hash": index.tokenizer_hash, "data_version": index.data_version},
+    )  # fmt: skip

@@ -9,7 +9,9 @@ assistant tokens, and greedy and sampled answers to held-out prompts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -26,11 +28,11 @@ from llmstack_dagster.core.training.distributed import DistEnv
 from llmstack_dagster.core.training.evaluation import Autocast, sample_continuations
 from llmstack_dagster.core.training.hf_import import export_for_tokenizer
 from llmstack_dagster.core.training.init_weights import initial_model_config
-from llmstack_dagster.core.training.objectives import MaskedNextToken
+from llmstack_dagster.core.training.objectives import MaskedNextToken, Objective
 from llmstack_dagster.core.training.preflight import TrainingInputError, check_sft_inputs
 from llmstack_dagster.core.training.sft_data import SFTBatches, SFTConversations
 from llmstack_dagster.core.training.tokenizer import load_tokenizer
-from llmstack_dagster.core.training.training_task import TrainingTask
+from llmstack_dagster.core.training.training_task import DataSource, TrainingTask
 
 CONVERSATIONS_DIR = "conversations"  # the text of the rendered conversations (sft_render.py)
 SAMPLE_PROMPTS = 4  # held-out prompts answered at each evaluation and at the end
@@ -108,29 +110,45 @@ def sft_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
     def evaluate(model: nn.Module, device: torch.device, autocast: Autocast) -> dict[str, float]:
         return heldout_loss(model, val, limit, device, autocast) if val is not None else {}
 
-    renderer = ChatRenderer.from_tokenizer(data_dir / index.tokenizer_file)
-    tokenizer = load_tokenizer(data_dir / index.tokenizer_file)
-    prompts = [
-        (turns[-1].content, renderer.prompt_ids(turns))
-        for turns in heldout_prompts(data_dir, SAMPLE_PROMPTS)
-    ]
+    return chat_model_task(
+        cfg, MaskedNextToken(), batches, model_cfg, evaluate,
+        data_dir / index.tokenizer_file, heldout_prompts(data_dir, SAMPLE_PROMPTS),
+        {"tokenizer_hash": index.tokenizer_hash, "data_version": index.data_version},
+    )  # fmt: skip
+
+
+def chat_model_task(
+    cfg: TrainConfig,
+    objective: Objective,
+    data: DataSource,
+    model_cfg: ModelConfig,
+    evaluate: Callable[[nn.Module, torch.device, Autocast], dict[str, float]],
+    tokenizer_file: Path,
+    prompts: list[list[Turn]],
+    provenance: dict[str, Any],
+) -> TrainingTask:
+    """A task that trains a chat model (SFT, DPO): it answers the held-out ``prompts`` at
+    every evaluation, is asked through its chat template and exports with it."""
+    renderer = ChatRenderer.from_tokenizer(tokenizer_file)
+    tokenizer = load_tokenizer(tokenizer_file)
+    labelled = [(turns[-1].content, renderer.prompt_ids(turns)) for turns in prompts]
 
     def sample(model: nn.Module, device: torch.device) -> list[dict[str, str]]:
         return sample_continuations(
-            model, tokenizer, prompts, cfg.eval, renderer.end_turn_id, cfg.seed
+            model, tokenizer, labelled, cfg.eval, renderer.end_turn_id, cfg.seed
         )
 
     def export(checkpoint: Path, dest: Path) -> Path:
-        return export_for_tokenizer(checkpoint, dest, data_dir / index.tokenizer_file)
+        return export_for_tokenizer(checkpoint, dest, tokenizer_file)
 
     return TrainingTask(
-        objective=MaskedNextToken(),
-        data=batches,
+        objective=objective,
+        data=data,
         model_config=model_cfg,
         evaluate=evaluate,
         sample=sample,
         export=export,
         prompter=Prompter(tokenizer, renderer.end_turn_id, renderer),
-        provenance={"tokenizer_hash": index.tokenizer_hash, "data_version": index.data_version},
+        provenance=provenance,
         sample_at_eval=True,
     )
