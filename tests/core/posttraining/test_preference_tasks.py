@@ -8,6 +8,7 @@ import pytest
 import torch
 from support.checkpoints import write_checkpoint
 from support.preference_data import write_preference_dataset
+from support.training import kill_after_first_checkpoint, run_entrypoint, write_config
 
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.models.llama import LlamaLM
@@ -139,3 +140,28 @@ def test_pair_batches_resume_from_their_position(setup) -> None:
     for a, b in zip(first.next_step(), second.next_step(), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert torch.equal(a["ref_chosen"], values[a["pair_index"]])
+
+
+def test_dpo_resumes_exactly_after_a_kill(setup, tmp_path) -> None:
+    data, init = setup
+    index = load_preference_index(data)
+    reference = LlamaLM(init_model_config(init))
+    reference.load_state_dict(load_init_state(init, False)[0])
+    cache = tmp_path / "ref"
+    write_reference_cache(reference, data, index, reference_key(weights_digest(init), index),
+                          cache, 8, torch.device("cpu"), log=lambda _: None)  # fmt: skip
+    cfg = config(data, tmp_path / "whole", init, "dpo", reference_logprobs=str(cache),
+                 max_steps=40, checkpoint_every=8, log_every=1, export_hf=True)  # fmt: skip
+    run_entrypoint(write_config(cfg, tmp_path / "whole.json"))
+
+    def losses(out: Path) -> list[float]:
+        return [r["train/loss"] for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
+
+    killed = tmp_path / "killed"
+    config_file = write_config(cfg.model_copy(update={"out_dir": str(killed)}), tmp_path / "k.json")
+    kill_after_first_checkpoint(config_file, killed)
+    result = run_entrypoint(config_file)
+    assert "resumed from" in result.stderr
+    assert losses(killed) == losses(tmp_path / "whole") and len(losses(killed)) == 40
+    assert (killed / "hf" / "config.json").is_file()  # the causal export, with the template
+    assert "chat_template" in (killed / "hf" / "tokenizer_config.json").read_text()
