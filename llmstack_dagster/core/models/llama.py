@@ -21,7 +21,7 @@ from torch import nn
 
 from llmstack_dagster.core.models.config import ModelConfig
 from llmstack_dagster.core.models.kv_cache import KVCache, LayerCache
-from llmstack_dagster.core.models.loss import linear_cross_entropy
+from llmstack_dagster.core.models.loss import IGNORE_INDEX, linear_cross_entropy
 from llmstack_dagster.core.models.rope import apply_rope, rope_tables
 
 
@@ -140,7 +140,9 @@ class LlamaLM(nn.Module):
     ) -> torch.Tensor:
         """Logits (B, T, V) without targets; else the cross-entropy (mean, sum or per token).
 
-        Targets of -100 are ignored. ``position_ids`` (B, T) index the RoPE tables per token;
+        Targets of -100 are ignored (per token: a loss of 0, and no LM head is computed for
+        them, so scoring a reply after a long prompt costs the reply's head only).
+        ``position_ids`` (B, T) index the RoPE tables per token;
         ``segment_ids`` (B, T) make attention block-diagonal: a token attends only to earlier
         tokens of the same segment (padding, segment 0, forms its own). A mean or sum loss
         under autograd goes through ``linear_cross_entropy``, which never keeps the
@@ -151,11 +153,17 @@ class LlamaLM(nn.Module):
             return linear_cross_entropy(
                 x.flatten(0, 1), self.lm_head.weight, targets.flatten(), reduction=reduction
             )
+        if targets is not None and reduction == "none":  # the head only where there is a target
+            keep = targets != IGNORE_INDEX
+            losses = torch.zeros(targets.shape, dtype=torch.float32, device=targets.device)
+            losses[keep] = F.cross_entropy(
+                self.lm_head(x[keep]).float(), targets[keep], reduction="none"
+            )
+            return losses
         logits = self.lm_head(x)
         if targets is None:
             return logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
-        return loss.view_as(targets) if reduction == "none" else loss
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
 
     def hidden(
         self,
