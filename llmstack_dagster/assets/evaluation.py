@@ -77,8 +77,7 @@ from llmstack_dagster.core.storage import (
     read_manifest,
 )
 from llmstack_dagster.core.training.init_weights import (
-    init_model_config,
-    load_init_state,
+    load_model,
     weights_digest,
 )
 from llmstack_dagster.core.training.tokenizer import has_chat_template, tokenizer_hash
@@ -245,8 +244,7 @@ def load_judge(store: Storage, tmp: str, count: int | None, seed: int) -> tuple[
     folder = Path(store.local_path(dataset.folder) or store.download_dir(
         dataset.folder, str(Path(tmp) / "judge_pairs")))  # fmt: skip
     index = load_preference_index(folder)
-    model = RewardModel(init_model_config(checkpoint))
-    model.load_state_dict(load_init_state(checkpoint, with_optimizer=False)[0])
+    model = load_model(checkpoint, RewardModel)
     renderer = ChatRenderer.from_tokenizer(folder / index.tokenizer_file)
     prompts = seeded_subset(heldout_prompts(folder), count, seed)
     return Judge(model, renderer, prompts, index.max_len), weights_digest(checkpoint)

@@ -34,7 +34,6 @@ from llmstack_dagster.assets.training_runs import (
 )
 from llmstack_dagster.core.charts import figure, png_bytes
 from llmstack_dagster.core.chat.decontamination import build_index
-from llmstack_dagster.core.models.llama import LlamaLM
 from llmstack_dagster.core.models.reward import RewardModel
 from llmstack_dagster.core.posttraining.pair_data import PreferencePairs
 from llmstack_dagster.core.posttraining.preference_build import (
@@ -70,8 +69,7 @@ from llmstack_dagster.core.training.config import (
 )
 from llmstack_dagster.core.training.distributed import pick_device
 from llmstack_dagster.core.training.init_weights import (
-    init_model_config,
-    load_init_state,
+    load_model,
     weights_digest,
 )
 from llmstack_dagster.core.training.tokenizer import TOKENIZER_FILE, tokenizer_hash
@@ -297,8 +295,7 @@ def reward_model(
 def heldout_rewards(checkpoint: Path, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """The reward model's rewards of every held-out pair's chosen and rejected reply."""
     index = load_preference_index(data_dir)
-    model = RewardModel(init_model_config(checkpoint))
-    model.load_state_dict(load_init_state(checkpoint, with_optimizer=False)[0])
+    model = load_model(checkpoint, RewardModel)
     pairs = PreferencePairs(data_dir, index, "val")
     chosen, rejected = [], []
     for start in range(0, len(pairs), 16):
@@ -350,8 +347,7 @@ def reference_logprobs(
         version_id = content_version("reference_logprobs", REFERENCE_CODE_VERSION, {}, [key.id])
 
         def write(version) -> ShardManifest:  # noqa: ANN001
-            model = LlamaLM(init_model_config(checkpoint))
-            model.load_state_dict(load_init_state(checkpoint, with_optimizer=False)[0])
+            model = load_model(checkpoint)
             device = pick_device("auto")
             local = Path(tmp) / "cache"
             model.to(device)

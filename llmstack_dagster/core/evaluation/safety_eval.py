@@ -48,11 +48,10 @@ from llmstack_dagster.core.evaluation.prompting import Prompter, continuation_re
 from llmstack_dagster.core.evaluation.refusal import RefusalClassifier
 from llmstack_dagster.core.evaluation.sandbox import SandboxLimits
 from llmstack_dagster.core.models.generation import Autocast
-from llmstack_dagster.core.models.llama import LlamaLM
 from llmstack_dagster.core.models.reward import RewardModel
 from llmstack_dagster.core.training.distributed import pick_device
 from llmstack_dagster.core.training.engine import autocast_factory, resolve_dtype
-from llmstack_dagster.core.training.init_weights import init_model_config, load_init_state
+from llmstack_dagster.core.training.init_weights import load_model
 from llmstack_dagster.core.training.tokenizer import load_tokenizer, tokenizer_eos_id
 
 ROW_SCHEMA = pa.schema(
@@ -128,8 +127,7 @@ def load_eval_model(
 ) -> EvalModel:
     """A checkpoint or imported weights folder on ``device`` (bf16 autocast on GPUs), asked
     through the chat template (``chat``) or by continuing text up to eos (``continuation``)."""
-    model = LlamaLM(init_model_config(weights))
-    model.load_state_dict(load_init_state(weights, with_optimizer=False)[0])
+    model = load_model(weights)
     target = pick_device(device)
     model.to(target).eval()
     tokenizer = load_tokenizer(tokenizer_file)

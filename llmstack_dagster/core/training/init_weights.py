@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from llmstack_dagster.core.models.config import ModelConfig
+from llmstack_dagster.core.models.llama import LlamaLM
 from llmstack_dagster.core.training.checkpoint import (
     COMPLETE,
     load_checkpoint,
@@ -75,3 +76,11 @@ def load_init_state(
     from llmstack_dagster.core.training.hf_import import load_weights_folder
 
     return load_weights_folder(path)[1], None
+
+
+def load_model(path: Path, model_class: type[LlamaLM] = LlamaLM) -> LlamaLM:
+    """The model (``LlamaLM`` or a subclass, e.g. the reward model) of a checkpoint or an
+    imported weights folder, with its weights loaded, on the CPU, in eval mode."""
+    model = model_class(init_model_config(path))
+    model.load_state_dict(load_init_state(path, with_optimizer=False)[0])
+    return model.eval()

@@ -27,7 +27,7 @@ from llmstack_dagster.core.training.config import TrainConfig
 from llmstack_dagster.core.training.engine import train
 from llmstack_dagster.core.training.init_weights import (
     init_model_config,
-    load_init_state,
+    load_model,
     weights_digest,
 )
 from llmstack_dagster.core.training.metrics import read_metrics
@@ -73,8 +73,7 @@ def test_reward_model_learns_the_preference_and_exports_to_transformers(setup, t
     index = load_preference_index(data)
     pairs = PreferencePairs(data, index, "val")
     batch = pairs.batch([0, 1])
-    ours = RewardModel(init_model_config(result.checkpoint))
-    ours.load_state_dict(load_init_state(result.checkpoint, False)[0])
+    ours = load_model(result.checkpoint, RewardModel)
     with torch.no_grad():
         expected = ours.eval()(batch["input_ids"], batch["last_index"])
         hf = AutoModelForSequenceClassification.from_pretrained(result.hf_dir).eval()
@@ -87,11 +86,8 @@ def test_dpo_reads_its_reference_cache_and_learns(setup, tmp_path) -> None:
     data, init = setup
     index = load_preference_index(data)
     key = reference_key(weights_digest(init), index)
-    from llmstack_dagster.core.models.llama import LlamaLM
-    from llmstack_dagster.core.training.init_weights import init_model_config, load_init_state
 
-    reference = LlamaLM(init_model_config(init))
-    reference.load_state_dict(load_init_state(init, False)[0])
+    reference = load_model(init)
     cache = tmp_path / "ref"
     rows = write_reference_cache(reference, data, index, key, cache, 8, torch.device("cpu"),
                                  log=lambda _: None)  # fmt: skip
@@ -145,8 +141,7 @@ def test_pair_batches_resume_from_their_position(setup) -> None:
 def test_dpo_resumes_exactly_after_a_kill(setup, tmp_path) -> None:
     data, init = setup
     index = load_preference_index(data)
-    reference = LlamaLM(init_model_config(init))
-    reference.load_state_dict(load_init_state(init, False)[0])
+    reference = load_model(init)
     cache = tmp_path / "ref"
     write_reference_cache(reference, data, index, reference_key(weights_digest(init), index),
                           cache, 8, torch.device("cpu"), log=lambda _: None)  # fmt: skip
