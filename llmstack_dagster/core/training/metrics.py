@@ -69,6 +69,7 @@ class MetricsLogger:
 
         out_dir.mkdir(parents=True, exist_ok=True)
         self.path = out_dir / "metrics.jsonl"
+        drop_partial_last_line(self.path)
         self._file = open(self.path, "a")  # noqa: SIM115 - closed in close()
         self._tb = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
         self.callbacks = callbacks or []
@@ -86,6 +87,17 @@ class MetricsLogger:
     def close(self) -> None:
         self._tb.close()
         self._file.close()
+
+
+def drop_partial_last_line(path: Path) -> None:
+    """Cut a last line that has no newline: a record a killed run was writing, which the
+    resumed run's first record would otherwise be glued to."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -69,3 +69,16 @@ def test_read_metrics_keeps_the_last_record_of_a_rerun_step(tmp_path) -> None:
     records = read_metrics(path)
     assert [(r["step"], r["kind"]) for r in records] == [(1, "train"), (2, "eval"), (2, "train")]
     assert records[-1]["train/loss"] == 1.5
+
+
+def test_a_record_cut_by_a_kill_is_dropped_when_the_run_resumes(tmp_path) -> None:
+    from llmstack_dagster.core.training.metrics import MetricsLogger, read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "kind": "train", "x": 1}\n{"step": 2, "ki')
+    logger = MetricsLogger(tmp_path)
+    logger.log(2, {"x": 2.0}, kind="train")
+    logger.close()
+    assert [(r["step"], r["x"]) for r in read_metrics(tmp_path / "metrics.jsonl")] == [
+        (1, 1),
+        (2, 2.0),
+    ]
