@@ -16,6 +16,7 @@ micro-batches and ranks does not change the gradient.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -210,8 +211,10 @@ def _heldout_batches(
     data_dir: Path,
     index: PreferenceIndex,
     cfg: TrainConfig,
-    reference_of=None,  # noqa: ANN001
+    reference_of: Callable[[PreferencePairs, str], ReferenceValues] | None = None,
 ) -> list[Batch]:
+    """The first ``eval.batches`` micro-batches of held-out pairs (with their cached
+    reference values when ``reference_of`` reads them)."""
     if not index.split_shards("val"):
         return []
     val = PreferencePairs(data_dir, index, "val")
