@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+from trl_side import bench_tokenizer, matched_trl_args, peak_rss_mb, step_timer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # our package, when .bench-venv lacks the editable install
@@ -159,15 +160,6 @@ def held_out(model, init: Path, args) -> dict:
     return {"loss": float(losses.mean()), "accuracy": float(m["rewards/accuracy"].mean())}
 
 
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def worker_ours(args, init: Path) -> dict:
     from llmstack_dagster.core.models.llama import LlamaLM
     from llmstack_dagster.core.posttraining.logprobs import sequence_logprobs
@@ -217,7 +209,7 @@ def worker_ours(args, init: Path) -> dict:
 def worker_trl(args, init: Path, side: str) -> dict:
     import trl
     from datasets import Dataset
-    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+    from transformers import LlamaForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     from llmstack_dagster.core.models.llama import LlamaLM
@@ -238,49 +230,17 @@ def worker_trl(args, init: Path, side: str) -> dict:
     precompute = side == "trl-precompute"
     policy = twin()
     ref_model = None if precompute else twin()  # TRL cannot rebuild an in-memory model by name
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(CACHE / "tok" / "tokenizer.json"),
-        pad_token="<|pad|>",
-        eos_token="<|eos|>",
-        bos_token="<|bos|>",
-    )
+    tokenizer = bench_tokenizer(CACHE / "tok" / "tokenizer.json")
     dpo_args = DPOConfig(
-        output_dir=str(CACHE / "trl-out"),
-        max_steps=args.steps,
-        per_device_train_batch_size=args.batch,
-        gradient_accumulation_steps=1,
-        learning_rate=args.lr,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        weight_decay=0.0,
-        adam_beta1=0.9,
-        adam_beta2=0.95,
-        adam_epsilon=1e-8,
-        max_grad_norm=1.0,
-        optim="adamw_torch_fused",
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
+        **matched_trl_args(CACHE / "trl-out", args.steps, args.batch, args.lr, args.seed),
         gradient_checkpointing=side == "trl-gc",
         beta=args.beta,
         loss_type=["sigmoid"],
         precompute_ref_log_probs=precompute,
         max_length=None,
         train_sampling_strategy="sequential",
-        logging_steps=1000,
-        save_strategy="no",
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
     )
-    times, starts, losses = [], [], []
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, *_a, **_k):
-            starts.append(time.perf_counter())
-
-        def on_step_end(self, *_a, **_k):
-            times.append(time.perf_counter() - starts[-1])
+    times, losses = [], []
 
     class PreTokenized(DPOTrainer):
         def _prepare_dataset(self, dataset, *_a, **_k):
@@ -298,7 +258,7 @@ def worker_trl(args, init: Path, side: str) -> dict:
         args=dpo_args,
         train_dataset=Dataset.from_list(load_pairs()["train"]),
         processing_class=tokenizer,
-        callbacks=[Timer()],
+        callbacks=[step_timer(times)],
     )
     setup_s = time.perf_counter() - t0
     trainer.train()

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from trl_side import bench_tokenizer, matched_trl_args, peak_rss_mb, step_timer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -117,23 +118,6 @@ def held_out_loss(model, seq_len: int) -> float:
     return total / count
 
 
-def rss_mb() -> float:
-    import psutil
-
-    info = psutil.Process().memory_info()
-    return getattr(info, "peak_wset", None) or _peak_rss_linux() or info.rss / 2**20
-
-
-def _peak_rss_linux() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def worker_ours(args, init: Path) -> dict:
     from llmstack_dagster.core.models.llama import LlamaLM
     from llmstack_dagster.core.training.config import OptimConfig
@@ -175,7 +159,7 @@ def worker_ours(args, init: Path) -> dict:
         times=times,
         tokens=tokens,
         trained=trained,
-        rss_mb=rss_mb(),
+        rss_mb=peak_rss_mb(),
         held_out=held_out_loss(model, args.seq_len),
     )
 
@@ -183,7 +167,7 @@ def worker_ours(args, init: Path) -> dict:
 def worker_trl(args, init: Path) -> dict:
     import trl
     from datasets import Dataset
-    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+    from transformers import LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from llmstack_dagster.core.models.llama import LlamaLM
@@ -206,56 +190,25 @@ def worker_trl(args, init: Path) -> dict:
         rows.append(
             {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask, strict=True)]}
         )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(CACHE / "tok" / "tokenizer.json"),
-        pad_token="<|pad|>",
-        eos_token="<|eos|>",
-        bos_token="<|bos|>",
-    )
+    tokenizer = bench_tokenizer(CACHE / "tok" / "tokenizer.json")
     packing = args.packing == "on"
     sft_args = SFTConfig(
-        output_dir=str(CACHE / "trl-out"),
-        max_steps=args.steps,
-        per_device_train_batch_size=args.micro_batch,
-        gradient_accumulation_steps=1,
-        learning_rate=args.lr,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        weight_decay=0.0,
-        adam_beta1=0.9,
-        adam_beta2=0.95,
-        adam_epsilon=1e-8,
-        max_grad_norm=1.0,
-        optim="adamw_torch_fused",
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
+        **matched_trl_args(CACHE / "trl-out", args.steps, args.micro_batch, args.lr,
+                           args.data_seed),  # fmt: skip
         packing=packing,
         packing_strategy="bfd",
         max_length=args.seq_len if packing else None,
-        logging_steps=1000,
-        save_strategy="no",
-        report_to=[],
-        seed=args.data_seed,
         data_seed=args.data_seed,
-        dataloader_num_workers=0,
         dataset_num_proc=None,
     )
-    times, tokens, starts = [], [], []
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, *_a, **_k):
-            starts.append(time.perf_counter())
-
-        def on_step_end(self, *_a, **_k):
-            times.append(time.perf_counter() - starts[-1])
+    times, tokens = [], []
 
     trainer = SFTTrainer(
         model=hf,
         args=sft_args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=[Timer()],
+        callbacks=[step_timer(times)],
     )
     collate = trainer.data_collator
     seen: list[dict] = []
@@ -282,7 +235,7 @@ def worker_trl(args, init: Path) -> dict:
         times=times,
         tokens=tokens,
         trained=[s["trained"] for s in seen[: len(times)]],
-        rss_mb=rss_mb(),
+        rss_mb=peak_rss_mb(),
         held_out=held_out_loss(ours, args.seq_len),
         batch_keys=seen[0]["keys"],
         batch_shape=seen[0]["shape"],
