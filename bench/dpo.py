@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+from train import merge_result
 from trl_side import bench_tokenizer, matched_trl_args, peak_rss_mb, step_timer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,11 +331,7 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def write_results(rows: list[dict], meta: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "dpo-cpu.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[meta["key"]] = {"meta": meta, "rows": rows}
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    data = merge_result(RESULTS / "dpo-cpu.json", meta["key"], {"meta": meta, "rows": rows})
     lines = ["# DPO step on CPU: ours (cached reference) vs TRL DPOTrainer", ""]
     for key, entry in sorted(data.items()):
         m = entry["meta"]

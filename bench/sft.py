@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from train import merge_result
 from trl_side import bench_tokenizer, matched_trl_args, peak_rss_mb, step_timer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,11 +317,7 @@ NOTES = """\
 
 
 def write_results(rows: list[dict], meta: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "sft-cpu.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[meta["key"]] = {"meta": meta, "rows": rows}
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    data = merge_result(RESULTS / "sft-cpu.json", meta["key"], {"meta": meta, "rows": rows})
     lines = ["# SFT step on CPU: ours vs TRL SFTTrainer", ""]
     for key, entry in sorted(data.items()):
         m = entry["meta"]
