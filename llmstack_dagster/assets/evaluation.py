@@ -205,21 +205,31 @@ class CheckpointFiles:
     described: str
 
 
+def base_record(store: Storage) -> dict[str, Any] | None:
+    """``base_model``'s record, or None before it has run."""
+    return store.read_json(BASE_MODEL_FILE) if store.exists(BASE_MODEL_FILE) else None
+
+
+def is_import(base: dict[str, Any] | None) -> bool:
+    """Whether the base model is a Hugging Face import (not our pretrained checkpoint)."""
+    return base is not None and base["source"].startswith("hf:")
+
+
 def checkpoint_files(store: Storage, stage: str, tmp: str) -> CheckpointFiles:
     """The local files of a ``safety_eval`` partition's checkpoint."""
-    base = store.read_json(BASE_MODEL_FILE) if store.exists(BASE_MODEL_FILE) else None
+    base = base_record(store)
     if stage == "base":
         if base is None:
             raise FileNotFoundError("base_model has not been materialized: run it first")
         weights, tokenizer = local_base_model(store, base, tmp)
-        imported = base["source"].startswith("hf:")
-        hf_dir = None if imported else read_current_run(store, "pretrained_checkpoint")["hf_dir"]
+        pretrained = None if is_import(base) else read_current_run(store, "pretrained_checkpoint")
+        hf_dir = pretrained["hf_dir"] if pretrained else None
         return CheckpointFiles(weights, tokenizer, Path(hf_dir) if hf_dir else None,
                                f"base_model ({base['source']})")  # fmt: skip
     asset_name = CHECKPOINT_STAGES[stage]
     current = read_current_run(store, asset_name)
     weights, tokenizer = local_run_files(store, current, tmp)
-    if base is not None and base["source"].startswith("hf:"):  # the import's template
+    if is_import(base):  # the import's tokenizer folder holds its chat template
         _, tokenizer = local_base_model(store, base, tmp)
     hf_dir = Path(current["hf_dir"]) if current.get("hf_dir") else None
     described = f"{asset_name} run {current['run_id']} step {current['step']}"
@@ -389,14 +399,20 @@ REPORT_MD = "report_card.md"
 REPORT_JSON = "report_card.json"
 
 
-def stage_report(store: Storage, stage: Stage, tmp: str) -> StageReport | None:
-    """A stage's column, or None for the import column when the base is our checkpoint."""
-    base = store.read_json(BASE_MODEL_FILE) if store.exists(BASE_MODEL_FILE) else None
-    imported = base is not None and base["source"].startswith("hf:")
+def stage_report(
+    store: Storage,
+    stage: Stage,
+    tmp: str,
+    base: dict[str, Any] | None,
+    sft_rewards: dict[str, float],
+) -> StageReport | None:
+    """A stage's column, or None for the import column when the base is our checkpoint.
+    ``sft_rewards``: the judge's rewards of the SFT model's answers (for the win rate)."""
+    imported = is_import(base)
     if stage.asset == "base_model":
         if not imported:
             return None
-        metrics: dict[str, Any] = {"source": base["source"]}
+        metrics: dict[str, Any] = {"source": base["source"]}  # type: ignore[index]
     elif not store.exists(posixpath.join(stage.asset, "current.json")):
         return StageReport(stage, built=False)
     else:
@@ -417,9 +433,8 @@ def stage_report(store: Storage, stage: Stage, tmp: str) -> StageReport | None:
             metrics |= {"mode": evaluated.extra["mode"]} | {
                 k: v for k, v in evaluated.extra["metrics"].items() if v is not None
             }
-            sft = current_manifest(store, "safety_eval", "sft")
-            if partition != "sft" and sft is not None:
-                rate = win_rate(judge_rewards(store, evaluated), judge_rewards(store, sft))
+            if partition != "sft":
+                rate = win_rate(judge_rewards(store, evaluated), sft_rewards)
                 if rate is not None:
                     metrics["win_rate_vs_sft"] = rate
     return StageReport(stage, built=True, metrics=metrics)
@@ -443,8 +458,14 @@ def stage_report(store: Storage, stage: Stage, tmp: str) -> StageReport | None:
 )
 def report_card(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
     store = storage.get()
+    base = base_record(store)
+    sft = current_manifest(store, "safety_eval", "sft")
+    sft_rewards = judge_rewards(store, sft) if sft is not None else {}
     with tempfile.TemporaryDirectory() as tmp:
-        reports = [r for s in REPORT_STAGES if (r := stage_report(store, s, tmp)) is not None]
+        reports = [
+            r for s in REPORT_STAGES
+            if (r := stage_report(store, s, tmp, base, sft_rewards)) is not None
+        ]  # fmt: skip
     markdown = card_markdown(reports)
     store.write_bytes(REPORT_MD, markdown.encode())
     store.write_json(REPORT_JSON, card_json(reports))
