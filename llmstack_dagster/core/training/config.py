@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from llmstack_dagster.core.models.config import ModelConfig, model_config
+from llmstack_dagster.core.posttraining.grpo_config import GRPOConfig
 from llmstack_dagster.core.posttraining.preference_losses import PreferenceLossConfig
 
 DEFAULT_PROMPTS = ["The meaning of", "def main():", "In the year", "Once upon a time"]
@@ -113,6 +114,7 @@ class TrainConfig(BaseModel):
     reference_logprobs: str | None = Field(
         default=None, description="DPO: the folder of the cached reference log-probabilities"
     )
+    rl: GRPOConfig = Field(default_factory=GRPOConfig)
 
     def resolve_model(self, vocab_size: int) -> ModelConfig:
         """The preset with the tokenizer's vocabulary and ``model_overrides`` applied (a run

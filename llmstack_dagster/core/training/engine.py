@@ -209,16 +209,22 @@ class Engine:
         self.step = 0
         self.batches = task.data
         self.resume = self._resume()
+        if task.attach is not None:
+            task.attach(self.wrapped, env.device, self.autocast)
         self.logger = MetricsLogger(self.out_dir, callbacks) if env.is_main else None
         self.flops_per_token = flops_per_token(self.model_cfg, cfg.seq_len)
         self.peak = detect_peak_flops(env.device)
-        self.tokens_per_step = self.batches.tokens_per_step
         self.last_metrics: dict[str, float] = {}
         self.toxicity = (
             ToxicityTracker(cfg.eval, task.prompter, cfg.seed)
             if cfg.eval.toxicity_prompts and task.prompter is not None
             else None
         )
+
+    @property
+    def tokens_per_step(self) -> int:
+        """The data source's tokens per step (an online-RL source updates it per rollout)."""
+        return self.batches.tokens_per_step
 
     def _resume(self) -> ResumeInfo:
         """Restore the newest verified checkpoint of this run, else the initial weights."""

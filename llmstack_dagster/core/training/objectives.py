@@ -70,12 +70,7 @@ class MaskedNextToken(Objective):
     def step_denominator(self, micro_batches: list[Batch]) -> torch.Tensor:
         """The step's unmasked target tokens over all micro-batches and ranks (float32)."""
         self._micro_batches = len(micro_batches)
-        count = torch.zeros((), dtype=torch.int64, device=_reduce_device())
-        for batch in micro_batches:
-            count += (batch["targets"] != IGNORE_INDEX).sum().to(count.device)
-        if dist.is_initialized():
-            dist.all_reduce(count, op=dist.ReduceOp.SUM)
-        return count.float()
+        return step_target_tokens(micro_batches)
 
     def loss(
         self, forward: Forward, batch: Batch, denominator: float | torch.Tensor
@@ -88,6 +83,16 @@ class MaskedNextToken(Objective):
         trained = (batch["targets"] != IGNORE_INDEX).sum().float() * world
         empty = (denominator == 0).float() / self._micro_batches
         return loss, {"loss": loss.detach(), "trained_tokens": trained, "empty_step": empty}
+
+
+def step_target_tokens(micro_batches: list[Batch]) -> torch.Tensor:
+    """The unmasked target tokens of a step's micro-batches on every rank (float32)."""
+    count = torch.zeros((), dtype=torch.int64, device=_reduce_device())
+    for batch in micro_batches:
+        count += (batch["targets"] != IGNORE_INDEX).sum().to(count.device)
+    if dist.is_initialized():
+        dist.all_reduce(count, op=dist.ReduceOp.SUM)
+    return count.float()
 
 
 def _reduce_device() -> torch.device:

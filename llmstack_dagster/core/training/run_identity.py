@@ -36,7 +36,7 @@ OPERATIONAL_FIELDS = {
     "reference_logprobs",  # a path: the cache must carry the reference's digest (checked)
 }
 # settings only some objectives read: left out of the other runs' identities
-TASK_FIELDS = {"preference": {"reward", "dpo"}}
+TASK_FIELDS = {"preference": {"reward", "dpo"}, "rl": {"grpo"}}
 
 
 class RunIdentity(BaseModel):

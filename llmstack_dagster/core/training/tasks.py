@@ -16,6 +16,7 @@ from torch import nn
 
 from llmstack_dagster.core.evaluation.prompting import Prompter
 from llmstack_dagster.core.models.config import ModelConfig
+from llmstack_dagster.core.posttraining.grpo_task import grpo_inputs, grpo_task
 from llmstack_dagster.core.posttraining.preference_tasks import (
     dpo_task,
     preference_inputs,
@@ -115,6 +116,7 @@ TASKS: dict[str, TaskKind] = {
     "sft": TaskKind(sft_task, sft_inputs),
     "reward": TaskKind(reward_task, preference_inputs),
     "dpo": TaskKind(dpo_task, preference_inputs),
+    "grpo": TaskKind(grpo_task, grpo_inputs),
 }
 
 

@@ -44,3 +44,5 @@ class TrainingTask:
     build_model: Callable[[ModelConfig], nn.Module] = LlamaLM
     # parameter-name prefixes the initial weights lack (a new head): they keep their init
     fresh_parameters: tuple[str, ...] = ()
+    # called once the engine's model is built and restored (online RL samples from it)
+    attach: Callable[[nn.Module, torch.device, Autocast], None] | None = None
