@@ -12,7 +12,8 @@ class GRPOConfig(BaseModel):
     world`` completions, ``group_size`` per prompt (each rank's share holds whole groups).
 
     - sampling: ``group_size`` = 8 completions per prompt at temperature 1.0 (TRL's
-      ``num_generations`` and ``temperature``), at most ``max_new_tokens`` = 256 tokens;
+      ``num_generations`` and ``temperature``), at most ``max_new_tokens`` = 512 tokens (TRL
+      1.16's ``max_completion_length``);
     - objective: PPO's clip ε = 0.2 (``epsilon_high``: DAPO's clip-higher, default ε); a k3
       KL penalty to the initial weights with ``beta`` (0.0 as in TRL since v0.19; DeepSeekMath
       used 0.04); ``scale_rewards`` divides advantages by the group's std (False: Dr. GRPO);
@@ -26,7 +27,7 @@ class GRPOConfig(BaseModel):
     group_size: int = Field(default=8, ge=2)
     temperature: float = Field(default=1.0, gt=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(default=256, ge=1)
+    max_new_tokens: int = Field(default=512, ge=1)
     epsilon: float = Field(default=0.2, gt=0.0, lt=1.0)
     epsilon_high: float | None = Field(default=None, gt=0.0)
     beta: float = Field(default=0.0, ge=0.0)

@@ -11,6 +11,7 @@ held-out harmful prompts and the over-refusal rate on held-out safe ones.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from llmstack_dagster.core.posttraining.rewards import (
     RewardModelScore,
     RLPrompt,
     SafetyReward,
+    reward_applies,
     score_all,
 )
 from llmstack_dagster.core.posttraining.rl_prompts import (
@@ -194,12 +196,41 @@ def heldout_metrics(
     return out
 
 
+def interleaved(
+    prompts: list[RLPrompt], prompt_ids: list[list[int]], count: int
+) -> tuple[list[RLPrompt], list[list[int]]]:
+    """The first ``count`` held-out prompts taking each source in turn, so that a small
+    evaluation still covers math, harmful and safe prompts."""
+    by_source: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        by_source.setdefault(prompt.source, []).append(i)
+    turns = itertools.zip_longest(*by_source.values())
+    rows = [i for turn in turns for i in turn if i is not None][:count]
+    return [prompts[i] for i in rows], [prompt_ids[i] for i in rows]
+
+
+def rewarded(
+    cfg: TrainConfig, prompts: list[RLPrompt], prompt_ids: list[list[int]]
+) -> tuple[list[RLPrompt], list[list[int]]]:
+    """The training prompts some weighted reward applies to (a prompt no reward scores would
+    only cost samples): with GSM8K rewards alone, the math prompts."""
+    names = [name for name, weight in cfg.rl.rewards.items() if weight]
+    keep = [i for i, p in enumerate(prompts) if any(reward_applies(n, p) for n in names)]
+    per_step = cfg.micro_batch_size * cfg.grad_accum_steps // cfg.rl.group_size
+    if len(keep) < per_step:
+        raise TrainingInputError(
+            f"{len(keep)} training prompts have a reward among {names}: fewer than one step's"
+        )
+    return [prompts[i] for i in keep], [prompt_ids[i] for i in keep]
+
+
 def grpo_task(cfg: TrainConfig, env: DistEnv) -> TrainingTask:
     data_dir = Path(cfg.data_dir)
     index, model_cfg = grpo_inputs(cfg, env.world_size)
-    prompts, prompt_ids = read_rl_prompts(data_dir, index, "train")
-    val_prompts, val_ids = read_rl_prompts(data_dir, index, "val")
-    val_prompts, val_ids = val_prompts[: cfg.rl.eval_prompts], val_ids[: cfg.rl.eval_prompts]
+    prompts, prompt_ids = rewarded(cfg, *read_rl_prompts(data_dir, index, "train"))
+    val_prompts, val_ids = interleaved(
+        *read_rl_prompts(data_dir, index, "val"), cfg.rl.eval_prompts
+    )
     tokenizer_file = data_dir / index.tokenizer_file
     tokenizer = load_tokenizer(tokenizer_file)
     rollouts = Rollouts(

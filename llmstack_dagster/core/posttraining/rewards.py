@@ -64,6 +64,15 @@ class Completions:
         return len(self.prompts)
 
 
+def reward_applies(name: str, prompt: RLPrompt) -> bool:
+    """Whether the reward ``name`` scores completions of ``prompt``."""
+    if name in ("gsm8k", "format"):
+        return bool(prompt.answer)
+    if name == "safety":
+        return prompt.kind in ("harmful", "safe")
+    return True  # the reward model scores every completion
+
+
 class Reward(Protocol):
     name: str
 
@@ -76,7 +85,7 @@ class AnswerMatch:
     def score(self, completions: Completions) -> np.ndarray:
         return np.array(
             [
-                float(gsm8k_correct(text, p.answer)) if p.answer else np.nan
+                float(gsm8k_correct(text, p.answer)) if reward_applies(self.name, p) else np.nan
                 for p, text in zip(completions.prompts, completions.texts, strict=True)
             ]
         )
@@ -88,7 +97,9 @@ class FinalAnswerFormat:
     def score(self, completions: Completions) -> np.ndarray:
         return np.array(
             [
-                np.nan if not p.answer else float(not cut and bool(_FINAL_ANSWER.search(text)))
+                float(not cut and bool(_FINAL_ANSWER.search(text)))
+                if reward_applies(self.name, p)
+                else np.nan
                 for p, text, cut in zip(
                     completions.prompts, completions.texts, completions.truncated, strict=True
                 )
@@ -104,7 +115,7 @@ class SafetyReward:
 
     def score(self, completions: Completions) -> np.ndarray:
         out = np.full(len(completions), np.nan)
-        rows = [i for i, p in enumerate(completions.prompts) if p.kind in ("harmful", "safe")]
+        rows = [i for i, p in enumerate(completions.prompts) if reward_applies(self.name, p)]
         if rows:
             refusal = self.classifier.predict_proba([completions.texts[i] for i in rows])
             harmful = np.array([completions.prompts[i].kind == "harmful" for i in rows])

@@ -136,7 +136,7 @@ class Rollouts:
         self.prompts_per_step = self.global_batch // rl.group_size
         if self.prompts_per_step > len(prompts):
             raise ValueError(f"{self.prompts_per_step} prompts per step > {len(prompts)} prompts")
-        mean_prompt = float(np.mean([len(ids) for ids in prompt_ids]))
+        mean_prompt = float(np.mean([len(ids) for ids in prompt_ids]))  # until the first rollout
         self.tokens_per_step = int(self.global_batch * (mean_prompt + rl.max_new_tokens))
         self.position = LoaderPosition()
         self.sampler: Sampler | None = None
@@ -204,6 +204,11 @@ class Rollouts:
             rows["ref_logp"] = token_logprobs(
                 sampler.reference, input_ids, targets, sampler.autocast, self.micro_batch
             )
+        tokens = sum(
+            len(p) + len(c)
+            for p, c in zip(completions.prompt_ids, completions.completion_ids, strict=True)
+        )
+        self.tokens_per_step = tokens * self.world  # this rollout's, for tokens/s and MFU
         stats = self._stats(rewards, scores, unrewarded, completions, truncated)
         stat_rows = {f"{STAT_PREFIX}{k}": v for k, v in stats.items()}
         return [

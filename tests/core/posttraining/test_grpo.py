@@ -172,3 +172,38 @@ def test_grpo_refuses_inconsistent_settings_before_training(toy, tmp_path, overr
     data, init = toy
     with pytest.raises(TrainingInputError, match=message):
         check_task_inputs(grpo_config(data, tmp_path, init, **overrides))
+
+
+def test_two_ranks_sample_and_train_as_one(toy, tmp_path) -> None:
+    """Under torchrun (gloo, DDP) each rank samples its share of the step's prompts with the
+    same per-completion seeds, and the loss is normalized over both ranks' tokens: the losses
+    and rewards equal one process training the same global batch."""
+    import shutil
+    import subprocess
+    import sys
+
+    from support.training import clean_env
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if shutil.which(str(torchrun)) is None:
+        pytest.fail("torchrun is missing from the environment")
+    data, init = toy
+    single = grpo_config(data, tmp_path / "one", init, max_steps=4, checkpoint_every=4)
+    train(single, log=lambda _: None)
+    pair = single.model_copy(
+        update={"out_dir": str(tmp_path / "two"), "grad_accum_steps": 1, "parallelism": "ddp"}
+    )
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "llmstack_dagster.core.training.entrypoint",
+        "--config",
+        str(write_config(pair, tmp_path / "two.json")),
+    ]
+    subprocess.run(command, env=clean_env(), check=True, capture_output=True, timeout=300)
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert [r[2] for r in two] == pytest.approx([r[2] for r in one], abs=1e-6)  # same samples
+    assert [r[1] for r in two] == pytest.approx([r[1] for r in one], abs=1e-5)

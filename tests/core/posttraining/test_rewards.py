@@ -89,3 +89,42 @@ def test_reward_model_scores_prompt_plus_completion_as_in_training() -> None:
         assert scored[row] == pytest.approx(float(alone[0]), abs=1e-5)
     total, per_reward, _ = score_all([RewardModelScore(model, 0)], {"reward_model": 1.0}, batch)
     assert total.tolist() == pytest.approx(per_reward["reward_model"].tolist())
+
+
+def test_training_samples_only_prompts_a_weighted_reward_applies_to() -> None:
+    from llmstack_dagster.core.posttraining.grpo_task import rewarded
+    from llmstack_dagster.core.training.config import TrainConfig
+    from llmstack_dagster.core.training.preflight import TrainingInputError
+
+    prompts = [
+        RLPrompt("m", "gsm8k", ASK, answer="3"),
+        RLPrompt("h", "red_team", ASK, kind="harmful"),
+        RLPrompt("s", "safe", ASK, kind="safe"),
+        RLPrompt("x", "other", ASK),
+    ]
+    ids = [[1], [2], [3], [4]]
+
+    def kept(rewards: dict[str, float], among: list[RLPrompt] = prompts) -> list[str]:
+        cfg = TrainConfig(
+            data_dir=".", out_dir=".", micro_batch_size=2, rl={"group_size": 2, "rewards": rewards}
+        )
+        return [p.id for p in rewarded(cfg, among, ids[: len(among)])[0]]
+
+    assert kept({"gsm8k": 1.0, "format": 0.1}) == ["m"]
+    assert kept({"gsm8k": 1.0, "safety": 1.0}) == ["m", "h", "s"]
+    assert kept({"gsm8k": 1.0, "safety": 0.0, "reward_model": 1.0}) == ["m", "h", "s", "x"]
+    with pytest.raises(TrainingInputError, match="have a reward"):
+        kept({"gsm8k": 1.0}, prompts[1:])
+
+
+def test_a_small_evaluation_takes_each_source_in_turn() -> None:
+    from llmstack_dagster.core.posttraining.grpo_task import interleaved
+
+    prompts = [
+        RLPrompt(f"{source}-{i}", source, ASK)
+        for source in ("gsm8k", "red_team", "safe")
+        for i in range(3)
+    ]
+    chosen, ids = interleaved(prompts, [[i] for i in range(9)], 5)
+    assert [p.id for p in chosen] == ["gsm8k-0", "red_team-0", "safe-0", "gsm8k-1", "red_team-1"]
+    assert ids == [[0], [3], [6], [1], [4]]
