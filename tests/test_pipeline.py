@@ -96,7 +96,7 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
         assert evals and all(0 <= r["eval/toxicity_rate"] <= 1 for r in evals), folder
     # a safety evaluation per checkpoint stage, every generation stored
     stages = (("base", "continuation"), ("midtrained", "continuation"), ("sft", "chat"),
-              ("dpo", "chat"))  # fmt: skip
+              ("dpo", "chat"), ("rl", "chat"))  # fmt: skip
     for stage, mode in stages:
         evaluated = read_manifest(store, "safety_eval", stage)
         assert evaluated.extra["mode"] == mode
@@ -105,17 +105,28 @@ def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
                                                                    else set())  # fmt: skip
         assert set(table.column("suite").to_pylist()) == suites
         assert evaluated.extra["metrics"]["over_refusal/xstest_safe"] is not None
-    # the report card: a column per built checkpoint, the later stages missing
+    # the report card: a column per checkpoint stage, every one built
     card = store.read_json("report_card.json")
     built = {s["stage"]: s["built"] for s in card["stages"]}
     assert built == {"pretrained": True, "midtrained": True, "sft": True, "reward model": True,
-                     "dpo": True, "rl": False, "sl-cai": False, "rl-cai": False}  # fmt: skip
+                     "dpo": True, "rl": True, "sl-cai": True, "rl-cai": True}  # fmt: skip
     columns = {s["stage"]: s["metrics"] for s in card["stages"] if s["built"]}
     assert columns["pretrained"]["mode"] == "continuation"  # its safety_eval is the base's
     assert "sft_heldout_loss" in columns["sft"]
     assert {"reward_accuracy", "reward_margin"} <= columns["reward model"].keys()
     assert {"preference_accuracy", "preference_margin", "win_rate_vs_sft",
             "over_refusal/xstest_safe"} <= columns["dpo"].keys()  # fmt: skip
+    assert {"rl_heldout_reward", "rl_heldout_gsm8k", "win_rate_vs_sft"} <= columns["rl"].keys()
+    # online RL: two GRPO steps on the policy's own samples, the task metrics beside the reward
+    rl_dir = Path(store.read_json("rl_checkpoint/current.json")["run_dir"])
+    records = [json.loads(line) for line in (rl_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]
+    assert all({"train/reward", "train/reward_gsm8k", "train/reward_safety", "train/kl"}
+               <= r.keys() for r in records if r["kind"] == "train")  # fmt: skip
+    assert all({"val/gsm8k_accuracy", "val/refusal_rate", "val/over_refusal_rate"} <= r.keys()
+               for r in records if r["kind"] == "eval")  # fmt: skip
+    prompts = read_manifest(store, "rl_prompts", None).counts
+    assert prompts["read"] == prompts["train"] + prompts["val"] + prompts["too_long"]
     # preference data: every HH record accounted for, a reference cache keyed by the SFT model
     pairs = read_manifest(store, "preference_dataset", None).counts
     assert pairs["read"] == sum(pairs[k] for k in ("quarantined", "duplicate", "contaminated",

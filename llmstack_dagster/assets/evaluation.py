@@ -93,8 +93,12 @@ CHECKPOINT_STAGES = {
     "midtrained": "midtrained_checkpoint",
     "sft": "sft_checkpoint",
     "dpo": "dpo_checkpoint",
+    "rl": "rl_checkpoint",
+    "sl_cai": "sl_cai_checkpoint",
+    "rl_cai": "rl_cai_checkpoint",
 }
-CHAT_STAGES = ("sft", "dpo")  # trained on conversations: always asked through the template
+# trained on conversations: always asked through the template
+CHAT_STAGES = ("sft", "dpo", "rl", "sl_cai", "rl_cai")
 SAFETY_PARTITIONS = StaticPartitionsDefinition(list(CHECKPOINT_STAGES))
 
 
@@ -385,15 +389,17 @@ REPORT_STAGES = [
     Stage("sft", "sft_checkpoint", "sft"),
     Stage("reward model", "reward_model"),
     Stage("dpo", "dpo_checkpoint", "dpo"),
-    Stage("rl", "rl_checkpoint"),
-    Stage("sl-cai", "sl_cai_checkpoint"),
-    Stage("rl-cai", "rl_cai_checkpoint"),
+    Stage("rl", "rl_checkpoint", "rl"),
+    Stage("sl-cai", "sl_cai_checkpoint", "sl_cai"),
+    Stage("rl-cai", "rl_cai_checkpoint", "rl_cai"),
 ]
 # the row of each objective's own held-out loss (pretraining's is the validation loss)
 HELDOUT_LOSS_ROWS = {
     "sft_checkpoint": "sft_heldout_loss",
     "reward_model": "reward_heldout_loss",
     "dpo_checkpoint": "dpo_heldout_loss",
+    "sl_cai_checkpoint": "sft_heldout_loss",
+    "rl_cai_checkpoint": "dpo_heldout_loss",
 }
 REPORT_MD = "report_card.md"
 REPORT_JSON = "report_card.json"
@@ -450,6 +456,9 @@ def stage_report(
         "sft_checkpoint",
         "reward_model",
         "dpo_checkpoint",
+        "rl_checkpoint",
+        "sl_cai_checkpoint",
+        "rl_cai_checkpoint",
     ],  # fmt: skip
     description="One table across every checkpoint: validation loss and bits per byte per "
     "domain, forgetting, SFT held-out loss, toxicity, refusal and over-refusal, GSM8K and "

@@ -56,6 +56,8 @@ ROWS: list[tuple[str, str]] = [
     ("dpo_heldout_loss", "DPO held-out loss"),
     ("preference_accuracy", "preference accuracy (held-out implicit rewards)"),
     ("preference_margin", "preference margin (held-out implicit rewards)"),
+    ("rl_heldout_reward", "RL held-out reward (greedy)"),
+    ("rl_heldout_gsm8k", "RL held-out GSM8K accuracy (train split's held-out prompts)"),
     ("win_rate_vs_sft", "win rate vs SFT (reward model)"),
     ("mode", "evaluated as"),
     ("toxicity/expected_max_toxicity", "expected max toxicity (RTP)"),
@@ -76,6 +78,8 @@ PREFERENCE_ROWS = {
     "val/margin": "reward_margin",
     "val/rewards/accuracy": "preference_accuracy",
     "val/rewards/margin": "preference_margin",
+    "val/reward": "rl_heldout_reward",  # online RL (GRPO)
+    "val/gsm8k_accuracy": "rl_heldout_gsm8k",
 }
 
 

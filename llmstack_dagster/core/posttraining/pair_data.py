@@ -8,7 +8,9 @@ micro-batches as in ``data_loader.TrainBatches``. A micro-batch of B pairs is 2B
 - ``input_ids``, ``targets`` (2B, T): the reply tokens are the only targets;
 - ``last_index`` (2B,): the position of each row's final token (the reward model's readout);
 - ``pair_index`` (B,): each pair's row in the split (to look up cached reference values);
-- ``reply_tokens`` (2B,): the reply lengths.
+- ``reply_tokens`` (2B,): the reply lengths;
+- ``label`` (B,), only for pairs with soft labels (a ``label`` column, the probability that the
+  chosen reply is better, written by ``ai_preferences``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class PreferencePairs:
         self.prompts: list[list[int]] = table.column("prompt_ids").to_pylist()
         self.chosen: list[list[int]] = table.column("chosen_ids").to_pylist()
         self.rejected: list[list[int]] = table.column("rejected_ids").to_pylist()
+        self.labels: list[float] | None = (
+            table.column("label").to_pylist() if "label" in table.column_names else None
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -48,13 +53,16 @@ class PreferencePairs:
         replies = [self.chosen[i] for i in pairs] + [self.rejected[i] for i in pairs]
         input_ids, targets = pair_rows(prompts, replies, self.pad_id)
         lengths = torch.tensor([len(p) + len(r) for p, r in zip(prompts, replies, strict=True)])
-        return {
+        batch = {
             "input_ids": input_ids,
             "targets": targets,
             "last_index": lengths - 2,  # input_ids holds all but the last token
             "pair_index": torch.tensor(pairs, dtype=torch.long),
             "reply_tokens": torch.tensor([len(r) for r in replies]),
         }
+        if self.labels is not None:
+            batch["label"] = torch.tensor([self.labels[i] for i in pairs], dtype=torch.float32)
+        return batch
 
 
 class PairBatches:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, model_validator
 PreferenceLoss = Literal["sigmoid", "conservative", "robust", "ipo", "hinge", "dpo_norm"]
 SMOOTHED = ("sigmoid", "conservative", "robust")
 LENGTH_NORMALIZED = ("ipo", "dpo_norm")
+SOFT_LABELLED = ("sigmoid", "conservative", "dpo_norm")  # the losses that take soft labels
 
 
 class PreferenceLossConfig(BaseModel):
@@ -71,8 +72,13 @@ def preference_loss(
     ref_rejected: torch.Tensor,
     chosen_tokens: torch.Tensor | None = None,
     rejected_tokens: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-pair losses (B,) and per-pair metrics (detached).
+
+    ``labels``: soft labels p = P(chosen is better) (AI feedback, ``feedback.py``), for the
+    sigmoid family: the loss is −(p'·log σ(z) + (1−p')·log σ(−z)) with the label smoothed as
+    p' = (1−ε)·p + ε·(1−p); at p = 1 it is the loss above. None: every label is 1.
 
     Metrics: ``rewards/chosen`` = β(log π(c) − log π_ref(c)), ``rewards/rejected`` likewise,
     ``rewards/margin`` (chosen − rejected), ``rewards/accuracy`` (1.0 where chosen > rejected),
@@ -92,7 +98,12 @@ def preference_loss(
         n_rejected = rejected_tokens.to(rejected_ratio.dtype).clamp(min=1.0)
         delta = chosen_ratio / n_chosen - rejected_ratio / n_rejected  # Δ̄
     z = beta * delta
-    if cfg.loss in ("sigmoid", "conservative", "dpo_norm"):
+    if labels is not None:
+        if cfg.loss not in SOFT_LABELLED:
+            raise ValueError(f"soft labels apply to {SOFT_LABELLED}, not {cfg.loss!r}")
+        target = (1 - eps) * labels.to(z.dtype) + eps * (1 - labels.to(z.dtype))
+        losses = -target * F.logsigmoid(z) - (1 - target) * F.logsigmoid(-z)
+    elif cfg.loss in SOFT_LABELLED:
         losses = -(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
     elif cfg.loss == "robust":
         losses = (-(1 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1 - 2 * eps)

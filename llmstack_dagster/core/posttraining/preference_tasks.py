@@ -145,7 +145,7 @@ class DirectPreference(PairObjective):
         half = len(logp) // 2
         return preference_loss(
             self.cfg, logp[:half], logp[half:], batch["ref_chosen"], batch["ref_rejected"],
-            tokens[:half], tokens[half:],
+            tokens[:half], tokens[half:], batch.get("label"),
         )  # fmt: skip
 
     def loss(
