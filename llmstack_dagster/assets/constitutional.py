@@ -17,7 +17,7 @@ import posixpath
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,10 +40,18 @@ from llmstack_dagster.assets.common import (
 )
 from llmstack_dagster.assets.evaluation import CHECKPOINT_STAGES, checkpoint_files
 from llmstack_dagster.assets.midtraining import _hf_source, _import_key
-from llmstack_dagster.assets.posttraining import DPOAssetConfig, local_folder, sft_model
+from llmstack_dagster.assets.online_rl import RLAssetConfig, run_grpo
+from llmstack_dagster.assets.posttraining import (
+    DPOAssetConfig,
+    RewardModelAssetConfig,
+    local_folder,
+    sft_model,
+)
 from llmstack_dagster.assets.sft import SFTAssetConfig
 from llmstack_dagster.assets.training_runs import (
     TOXICITY_TRACKING_PROMPTS,
+    TrainedRun,
+    local_run_files,
     run_training_asset,
     training_metadata,
 )
@@ -162,16 +170,22 @@ def constitution(
         rel = version.path(CONSTITUTION_FILE)
         payload = loaded.model_dump_json(indent=2).encode()
         store.write_bytes(rel, payload)
-        counts = {"critique_revision": len(loaded.critique_revision),
-                  "comparison": len(loaded.comparison)}  # fmt: skip
-        return ShardManifest(asset="constitution", counts=counts,
-                             shards=[ShardInfo(path=rel, rows=sum(counts.values()),
-                                               bytes=len(payload))],
-                             extra={"hash": digest, "source": str(path)})  # fmt: skip
+        counts = {
+            "critique_revision": len(loaded.critique_revision),
+            "comparison": len(loaded.comparison),
+        }
+        return ShardManifest(
+            asset="constitution",
+            counts=counts,
+            shards=[ShardInfo(path=rel, rows=sum(counts.values()), bytes=len(payload))],
+            extra={"hash": digest, "source": str(path)},
+        )
 
     manifest = build_version(store, "constitution", None, version_id, write)
-    principles = [{"phase": "critique/revision", "id": p.id, "text": p.critique}
-                  for p in loaded.critique_revision]  # fmt: skip
+    principles = [
+        {"phase": "critique/revision", "id": p.id, "text": p.critique}
+        for p in loaded.critique_revision
+    ]
     principles += [{"phase": "comparison", "id": p.id, "text": p.text} for p in loaded.comparison]
     return MaterializeResult(
         data_version=DataVersion(digest),
@@ -216,8 +230,9 @@ class ChatModels:
         if spec.kind == "checkpoint":
             if spec.target not in ("base", *CHECKPOINT_STAGES):
                 known = ", ".join(("base", *CHECKPOINT_STAGES))
-                raise ValueError(f"model {spec_text!r}: no checkpoint stage {spec.target!r} "
-                                 f"(one of {known})")  # fmt: skip
+                raise ValueError(
+                    f"model {spec_text!r}: no checkpoint stage {spec.target!r} (one of {known})"
+                )
             files = checkpoint_files(self.store, spec.target, self.tmp)
             weights, tokenizer, described = files.weights, files.tokenizer, files.described
         else:
@@ -281,18 +296,25 @@ def cai_revisions(
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     loaded, digest = stored_constitution(store)
-    cfg = RevisionConfig(rounds=config.rounds, few_shot=config.few_shot,
-                         max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                         seed=config.seed)  # fmt: skip
+    cfg = RevisionConfig(
+        rounds=config.rounds,
+        few_shot=config.few_shot,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        seed=config.seed,
+    )
     prompts = red_team_train_prompts(data_dir, config.prompts, config.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        models = ChatModels(store, tmp, config.endpoint_key_env, config.endpoint_timeout_s,
-                            config.batch_size)  # fmt: skip
+        models = ChatModels(
+            store, tmp, config.endpoint_key_env, config.endpoint_timeout_s, config.batch_size
+        )
         roles = {r: models.get(getattr(config, r)) for r in ("generator", "critic", "reviser")}
         version_id = content_version(
-            "cai_revisions", CAI_CODE_VERSION, config.model_dump(),
+            "cai_revisions",
+            CAI_CODE_VERSION,
+            config.model_dump(),
             [digest, *(identity for _, identity in roles.values())],
-        )  # fmt: skip
+        )
 
         def write(version) -> ShardManifest:  # noqa: ANN001
             drops = ShardWriter(store, version.path("drops"), DROP_SCHEMA)
@@ -305,18 +327,35 @@ def cai_revisions(
             for row in outcome.drops:
                 drops.write_row(row)
             reasons = Counter(d["reason"] for d in outcome.drops)
-            counts = {"in": len(prompts), "kept": len(outcome.chains),
-                      "contaminated": len(prompts) - len(clean),
-                      "quarantined": len(outcome.drops)}  # fmt: skip
+            counts = {
+                "in": len(prompts),
+                "kept": len(outcome.chains),
+                "contaminated": len(prompts) - len(clean),
+                "quarantined": len(outcome.drops),
+            }
             counts["dropped"] = counts["contaminated"] + counts["quarantined"]
-            samples = [{"id": c["id"], "prompt": c["prompt"], "initial": c["initial"],
-                        "principles": ", ".join(r["principle_id"] for r in c["rounds"]),
-                        "final": c["final"]} for c in outcome.chains[:SAMPLE_ROWS]]  # fmt: skip
+            samples = [
+                {
+                    "id": c["id"],
+                    "prompt": c["prompt"],
+                    "initial": c["initial"],
+                    "principles": ", ".join(r["principle_id"] for r in c["rounds"]),
+                    "final": c["final"],
+                }
+                for c in outcome.chains[:SAMPLE_ROWS]
+            ]
             return ShardManifest(
-                asset="cai_revisions", shards=chains.close(), drops=drops.close(), counts=counts,
-                extra={"reasons": dict(reasons), "samples": samples, "constitution": digest,
-                       "models": {r: roles[r][0].description for r in roles}},
-            )  # fmt: skip
+                asset="cai_revisions",
+                shards=chains.close(),
+                drops=drops.close(),
+                counts=counts,
+                extra={
+                    "reasons": dict(reasons),
+                    "samples": samples,
+                    "constitution": digest,
+                    "models": {r: roles[r][0].description for r in roles},
+                },
+            )
 
         manifest = build_version(store, "cai_revisions", None, version_id, write)
     extra = manifest.extra
@@ -342,11 +381,17 @@ def _decontaminated(
         if hit is None:
             kept.append(prompt)
             continue
-        drops.write_row(make_drop(
-            stage="cai_revisions", domain="cai", reason=f"contaminated:{hit.eval_set}",
-            source=prompt.source, id=prompt.id, detail=f"shares {hit.ngram!r}",
-            sample=prompt.text,
-        ))  # fmt: skip
+        drops.write_row(
+            make_drop(
+                stage="cai_revisions",
+                domain="cai",
+                reason=f"contaminated:{hit.eval_set}",
+                source=prompt.source,
+                id=prompt.id,
+                detail=f"shares {hit.ngram!r}",
+                sample=prompt.text,
+            )
+        )
     return kept
 
 
@@ -382,8 +427,9 @@ def helpful_conversations(store: Storage, data_dir: Path) -> list[Conversation]:
     """The training side of ``sft_dataset``'s conversations."""
     train_ids = set()
     for shard in load_sft_index(data_dir).split_shards("train"):
-        train_ids |= set(pq.read_table(data_dir / shard.path, columns=["id"]).column("id")
-                         .to_pylist())  # fmt: skip
+        train_ids |= set(
+            pq.read_table(data_dir / shard.path, columns=["id"]).column("id").to_pylist()
+        )
     manifest = read_manifest(store, "sft_dataset", None)
     tables = [store.read_table(s.path) for s in manifest.shards]
     table = pa.concat_tables(tables) if tables else CONVERSATION_SCHEMA.empty_table()
@@ -413,31 +459,53 @@ def sl_cai_checkpoint(
         sft_dir = local_folder(store, read_manifest(store, "sft_dataset", None), tmp, "sft")
         mix = {k: getattr(config, k) for k in ("helpful_share", "val_fraction", "max_len", "seed")}
         version_id = content_version(
-            "sl_cai_data", CAI_CODE_VERSION, mix,
-            [str(revisions.content_version), tokenizer_hash(tokenizer),
-             str(load_sft_index(sft_dir).data_version), BORDERLINE_FILE.read_text()],
-        )  # fmt: skip
+            "sl_cai_data",
+            CAI_CODE_VERSION,
+            mix,
+            [
+                str(revisions.content_version),
+                tokenizer_hash(tokenizer),
+                str(load_sft_index(sft_dir).data_version),
+                BORDERLINE_FILE.read_text(),
+            ],
+        )
 
         def write(version) -> ShardManifest:  # noqa: ANN001
-            chains = pa.concat_tables([store.read_table(s.path) for s in revisions.shards]
-                                      or [CHAIN_SCHEMA.empty_table()]).to_pylist()  # fmt: skip
+            chains = pa.concat_tables(
+                [store.read_table(s.path) for s in revisions.shards] or [CHAIN_SCHEMA.empty_table()]
+            ).to_pylist()
             helpful = helpful_conversations(store, sft_dir)
-            mixed = sl_cai_conversations(chains, borderline, helpful, config.helpful_share,
-                                         config.seed)  # fmt: skip
+            mixed = sl_cai_conversations(
+                chains, borderline, helpful, config.helpful_share, config.seed
+            )
             _, text, drops, stats = render_sft_dataset(
-                store, version, split_conversations(mixed, config.val_fraction, config.seed),
-                tokenizer, config.max_len,
-            )  # fmt: skip
+                store,
+                version,
+                split_conversations(mixed, config.val_fraction, config.seed),
+                tokenizer,
+                config.max_len,
+            )
             sources = Counter(c.source for c in mixed)
-            return ShardManifest(asset="sl_cai_data", shards=text, drops=drops,
-                                 counts={"in": len(mixed), **sources},
-                                 extra={"rendered": dict(stats.rendered)})  # fmt: skip
+            return ShardManifest(
+                asset="sl_cai_data",
+                shards=text,
+                drops=drops,
+                counts={"in": len(mixed), **sources},
+                extra={"rendered": dict(stats.rendered)},
+            )
 
         data = build_version(store, "sl_cai_data", None, version_id, write)
         data_dir = local_folder(store, data, tmp, "sl_cai_data")
         train_config = _as(SFTAssetConfig, config).train_config(str(data_dir), str(checkpoint))
-        run = run_training_asset(context, store, training, "sl_cai_checkpoint", train_config,
-                                 fresh=config.fresh, work_dir=config.work_dir)  # fmt: skip
+        run = run_training_asset(
+            context,
+            store,
+            training,
+            "sl_cai_checkpoint",
+            train_config,
+            fresh=config.fresh,
+            work_dir=config.work_dir,
+        )
     return MaterializeResult(
         metadata={
             **training_metadata(context, store, "sl_cai_checkpoint", run),
@@ -490,30 +558,43 @@ def ai_preferences(
         torch.set_num_threads(config.cpu_threads)
     loaded, digest = stored_constitution(store)
     feedback = FeedbackConfig(
-        principles=config.principles, few_shot=config.few_shot,
-        chain_of_thought=config.chain_of_thought, seed=config.seed,
-    )  # fmt: skip
-    build = PreferenceBuildConfig(max_len=config.max_len, max_prompt_len=config.max_prompt_len,
-                                  val_fraction=config.val_fraction, seed=config.seed)  # fmt: skip
+        principles=config.principles,
+        few_shot=config.few_shot,
+        chain_of_thought=config.chain_of_thought,
+        seed=config.seed,
+    )
+    build = PreferenceBuildConfig(
+        max_len=config.max_len,
+        max_prompt_len=config.max_prompt_len,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
     prompts = red_team_train_prompts(shared_data_dir(), config.prompts, config.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        models = ChatModels(store, tmp, config.endpoint_key_env, config.endpoint_timeout_s,
-                            config.batch_size)  # fmt: skip
+        models = ChatModels(
+            store, tmp, config.endpoint_key_env, config.endpoint_timeout_s, config.batch_size
+        )
         policy, policy_id = models.get("checkpoint:sl_cai")
         judge, judge_id = models.get(config.feedback_model)
         tokenizer = checkpoint_files(store, "sl_cai", tmp).tokenizer
-        version_id = content_version("ai_preferences", CAI_CODE_VERSION, config.model_dump(),
-                                     [digest, policy_id, judge_id])  # fmt: skip
+        version_id = content_version(
+            "ai_preferences", CAI_CODE_VERSION, config.model_dump(), [digest, policy_id, judge_id]
+        )
 
         def write(version) -> ShardManifest:  # noqa: ANN001
             asked = [[Turn(role="user", content=p.text)] for p in prompts for _ in range(2)]
             seeds = [config.seed * 1_000_003 + i for i in range(len(asked))]
             replies = policy.generate(
-                asked, config.max_new_tokens, seeds=seeds, temperature=config.temperature,
+                asked,
+                config.max_new_tokens,
+                seeds=seeds,
+                temperature=config.temperature,
                 top_p=config.top_p,
-            )  # fmt: skip
-            items = [FeedbackItem(p.id, p.text, replies[2 * i], replies[2 * i + 1])
-                     for i, p in enumerate(prompts)]  # fmt: skip
+            )
+            items = [
+                FeedbackItem(p.id, p.text, replies[2 * i], replies[2 * i + 1])
+                for i, p in enumerate(prompts)
+            ]
             context.log.info(f"ai_preferences: {len(items)} pairs judged by {judge.description}")
             labels = ai_feedback(judge, items, loaded, feedback)
             table = pa.Table.from_pylist(
@@ -526,14 +607,23 @@ def ai_preferences(
             p_a = np.array([p for fb in labels for p in fb.p_a])
             first = np.array([fb.p_first for fb in labels])
             return ShardManifest(
-                asset="ai_preferences", drops=drops, counts=dict(counts),
-                shards=[ShardInfo(path=version.path("feedback.parquet"), rows=table.num_rows,
-                                  bytes=size)],
-                extra={"position_bias": position_bias(p_a), "judge": judge.description,
-                       "mean_confidence": float(np.maximum(first, 1 - first).mean())
-                       if len(first) else None,
-                       "samples": table.slice(0, SAMPLE_ROWS).to_pylist()},
-            )  # fmt: skip
+                asset="ai_preferences",
+                drops=drops,
+                counts=dict(counts),
+                shards=[
+                    ShardInfo(
+                        path=version.path("feedback.parquet"), rows=table.num_rows, bytes=size
+                    )
+                ],
+                extra={
+                    "position_bias": position_bias(p_a),
+                    "judge": judge.description,
+                    "mean_confidence": float(np.maximum(first, 1 - first).mean())
+                    if len(first)
+                    else None,
+                    "samples": table.slice(0, SAMPLE_ROWS).to_pylist(),
+                },
+            )
 
         manifest = build_version(store, "ai_preferences", None, version_id, write)
     extra = manifest.extra
@@ -554,18 +644,35 @@ def _labelled(item: FeedbackItem, p_first: float) -> LabelledPair:
     """The pair with the preferred reply as ``chosen`` and its probability as the label."""
     first_better = p_first >= 0.5
     chosen, rejected = (item.first, item.second) if first_better else (item.second, item.first)
-    pair = PreferencePair(id=item.id, source="ai_feedback",
-                          prompt=[Turn(role="user", content=item.prompt)], chosen=chosen,
-                          rejected=rejected)  # fmt: skip
+    pair = PreferencePair(
+        id=item.id,
+        source="ai_feedback",
+        prompt=[Turn(role="user", content=item.prompt)],
+        chosen=chosen,
+        rejected=rejected,
+    )
     return LabelledPair(pair, p_first if first_better else 1.0 - p_first)
 
 
 @profiled("rl_cai_checkpoint")
 class RLCAIAssetConfig(Config):
-    """DPO of the SL-CAI model on the AI-labelled pairs with the soft label as the target
-    (−p·log σ(βΔ) − (1−p)·log σ(−βΔ)); the reference is the SL-CAI model, scored once.
-    Defaults as ``dpo_checkpoint`` (β = 0.1, learning rate 5e-7)."""
+    """``method: dpo`` (default): DPO of the SL-CAI model on the AI-labelled pairs with the
+    soft label as the target (−p·log σ(βΔ) − (1−p)·log σ(−βΔ)); the reference is the SL-CAI
+    model, scored once. Defaults as ``dpo_checkpoint`` (β = 0.1, learning rate 5e-7).
 
+    ``method: grpo``, the paper's route: a preference model (the SL-CAI model with a scalar
+    head) trained on the soft labels for ``reward_steps`` at ``reward_lr`` (the pair settings
+    above), then GRPO of the SL-CAI model on the ``rl_prompts`` against it (``grpo_*``,
+    ``group_size``, ``max_new_tokens``; the rest as ``rl_checkpoint``)."""
+
+    method: Literal["dpo", "grpo"] = "dpo"
+    reward_steps: int = 100
+    reward_lr: float = 1e-5
+    grpo_steps: int = 100
+    grpo_lr: float = 1e-6
+    grpo_micro_batch_size: int = 16
+    group_size: int = 8
+    max_new_tokens: int = 256
     loss: PreferenceLoss = "sigmoid"
     beta: float = 0.1
     label_smoothing: float = 0.0
@@ -590,7 +697,7 @@ class RLCAIAssetConfig(Config):
 @asset(
     group_name=CAI_GROUP,
     pool=GLOBAL_ASSETS_POOL,
-    deps=["ai_preferences", "sl_cai_checkpoint"],
+    deps=["ai_preferences", "sl_cai_checkpoint", "rl_prompts", "refusal_classifier"],
     op_tags={"llmstack/gpu": "true"},
     description="The SL-CAI model trained with DPO on the AI-feedback pairs, the soft label "
     "as the target, against the SL-CAI model's log-probabilities scored once: the RL-CAI "
@@ -609,19 +716,44 @@ def rl_cai_checkpoint(
     with tempfile.TemporaryDirectory() as tmp:
         files = checkpoint_files(store, "sl_cai", tmp)
         data_dir = local_folder(store, pairs, tmp, "pairs")
+        if config.method == "grpo":
+            run = preference_model_then_grpo(
+                context, store, training, config, files.weights, data_dir, tmp
+            )
+            return MaterializeResult(
+                metadata={
+                    **training_metadata(context, store, "rl_cai_checkpoint", run),
+                    "start_model": MetadataValue.text(files.described),
+                    "method": MetadataValue.text("preference model + GRPO"),
+                    "data_version": MetadataValue.text(str(pairs.content_version)),
+                }
+            )
         index = load_preference_index(data_dir)
         key = reference_key(weights_digest(files.weights), index)
         reference_dir = Path(tmp) / "reference"
         device = pick_device("auto")
         rows = write_reference_cache(
-            load_model(files.weights).to(device), data_dir, index, key, reference_dir,
-            config.reference_batch_size, device, log=context.log.info,
-        )  # fmt: skip
+            load_model(files.weights).to(device),
+            data_dir,
+            index,
+            key,
+            reference_dir,
+            config.reference_batch_size,
+            device,
+            log=context.log.info,
+        )
         train_config = _as(DPOAssetConfig, config).train_config(
             str(data_dir), str(files.weights), str(reference_dir)
         )
-        run = run_training_asset(context, store, training, "rl_cai_checkpoint", train_config,
-                                 fresh=config.fresh, work_dir=config.work_dir)  # fmt: skip
+        run = run_training_asset(
+            context,
+            store,
+            training,
+            "rl_cai_checkpoint",
+            train_config,
+            fresh=config.fresh,
+            work_dir=config.work_dir,
+        )
     return MaterializeResult(
         metadata={
             **training_metadata(context, store, "rl_cai_checkpoint", run),
@@ -630,3 +762,67 @@ def rl_cai_checkpoint(
             "data_version": MetadataValue.text(str(pairs.content_version)),
         }
     )
+
+
+def preference_model_then_grpo(
+    context: AssetExecutionContext,
+    store: Storage,
+    training: TrainingResource,
+    config: RLCAIAssetConfig,
+    sl_cai: Path,
+    pairs_dir: Path,
+    tmp: str,
+) -> TrainedRun:
+    """RL-CAI's online route: a Bradley–Terry preference model on the soft AI labels (its run
+    kept under ``rl_cai_preference_model``), then GRPO from the SL-CAI model with that model's
+    score as the reward."""
+    shared = {
+        name: getattr(config, name)
+        for name in (
+            "micro_batch_size",
+            "grad_accum_steps",
+            "warmup_steps",
+            "eval_every",
+            "eval_batches",
+            "checkpoint_every",
+            "log_every",
+            "cpu_threads",
+            "seed",
+            "fresh",
+            "work_dir",
+        )
+    }
+    reward_config = RewardModelAssetConfig(
+        **shared, max_steps=config.reward_steps, lr=config.reward_lr
+    )
+    preference = run_training_asset(
+        context,
+        store,
+        training,
+        "rl_cai_preference_model",
+        reward_config.train_config(str(pairs_dir), str(sl_cai)),
+        fresh=config.fresh,
+        work_dir=config.work_dir,
+    )
+    preference_model, _ = local_run_files(store, preference.current, tmp)
+    grpo = RLAssetConfig(
+        rewards={"reward_model": 1.0},
+        group_size=config.group_size,
+        max_new_tokens=config.max_new_tokens,
+        micro_batch_size=config.grpo_micro_batch_size,
+        grad_accum_steps=1,
+        max_steps=config.grpo_steps,
+        lr=config.grpo_lr,
+        eval_every=config.eval_every,
+        toxicity_prompts=config.toxicity_prompts,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        cpu_threads=config.cpu_threads,
+        seed=config.seed,
+        fresh=config.fresh,
+        work_dir=config.work_dir,
+    )
+    run, _ = run_grpo(
+        context, store, training, "rl_cai_checkpoint", grpo, sl_cai, preference_model, tmp
+    )
+    return run

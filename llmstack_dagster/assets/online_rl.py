@@ -12,7 +12,7 @@ import posixpath
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
@@ -28,6 +28,7 @@ from llmstack_dagster.assets.evaluation import load_refusal_classifier
 from llmstack_dagster.assets.posttraining import POSTTRAINING_GROUP, local_folder, sft_model
 from llmstack_dagster.assets.training_runs import (
     TOXICITY_TRACKING_PROMPTS,
+    TrainedRun,
     asset_train_config,
     local_run_files,
     read_current_run,
@@ -56,6 +57,12 @@ from llmstack_dagster.resources.storage import StorageResource
 from llmstack_dagster.resources.training import TrainingResource
 
 RL_PROMPTS_CODE_VERSION = "1"
+HELDOUT_TASK_METRICS = (
+    "val/reward",
+    "val/gsm8k_accuracy",
+    "val/refusal_rate",
+    "val/over_refusal_rate",
+)
 
 
 @profiled("rl_prompts")
@@ -237,40 +244,68 @@ def rl_checkpoint(
     training: TrainingResource,
 ) -> MaterializeResult:
     store = storage.get()
-    prompts = read_manifest(store, "rl_prompts", None)
     with tempfile.TemporaryDirectory() as tmp:
         init, start = start_checkpoint(store, config.start_from, tmp)
-        data_dir = Path(tmp) / "rl_data"
-        shutil.copytree(local_folder(store, prompts, tmp, "rl_prompts"), data_dir)
         reward = None
         if "reward_model" in config.rewards:
             reward, _ = local_run_files(store, read_current_run(store, "reward_model"), tmp)
-        classifier, _ = load_refusal_classifier(store)
-        attach_reward_files(data_dir, reward, classifier.to_bytes())
-        run = run_training_asset(
-            context,
-            store,
-            training,
-            "rl_checkpoint",
-            config.train_config(str(data_dir), str(init)),
-            fresh=config.fresh,
-            work_dir=config.work_dir,
+        run, data_version = run_grpo(
+            context, store, training, "rl_checkpoint", config, init, reward, tmp
         )
-    chart_rel = posixpath.join("rl_checkpoint", "rewards.png")
-    store.write_bytes(chart_rel, reward_curve_png(run.outcome.metrics))
-    final = run.outcome.final.get("metrics", {})
-    task = {
-        k: round(float(v), 4)
-        for k, v in final.items()
-        if k in ("val/reward", "val/gsm8k_accuracy", "val/refusal_rate", "val/over_refusal_rate")
-    }
     return MaterializeResult(
         metadata={
             **training_metadata(context, store, "rl_checkpoint", run),
+            **rl_metadata(context, store, "rl_checkpoint", run, config),
             "start_model": MetadataValue.text(start),
-            "rewards": MetadataValue.json(dict(config.rewards)),
-            "heldout_task_metrics": MetadataValue.json(task),
-            "reward_curve": chart_metadata(context.instance, store, chart_rel, "GRPO rewards"),
-            "data_version": MetadataValue.text(str(prompts.content_version)),
+            "data_version": MetadataValue.text(data_version),
         }
     )
+
+
+def run_grpo(
+    context: AssetExecutionContext,
+    store: Storage,
+    training: TrainingResource,
+    asset: str,
+    config: RLAssetConfig,
+    init: Path,
+    reward_model: Path | None,
+    tmp: str,
+) -> tuple[TrainedRun, str]:
+    """GRPO from ``init`` on the ``rl_prompts`` folder, with the refusal classifier and the
+    given reward model (its weights) in the run's data folder: the run and the prompts'
+    content version (``rl_cai_checkpoint`` uses it with the AI-feedback preference model)."""
+    prompts = read_manifest(store, "rl_prompts", None)
+    data_dir = Path(tmp) / "rl_data"
+    shutil.copytree(local_folder(store, prompts, tmp, "rl_prompts"), data_dir)
+    classifier, _ = load_refusal_classifier(store)
+    attach_reward_files(data_dir, reward_model, classifier.to_bytes())
+    run = run_training_asset(
+        context,
+        store,
+        training,
+        asset,
+        config.train_config(str(data_dir), str(init)),
+        fresh=config.fresh,
+        work_dir=config.work_dir,
+    )
+    return run, str(prompts.content_version)
+
+
+def rl_metadata(
+    context: AssetExecutionContext,
+    store: Storage,
+    asset: str,
+    run: TrainedRun,
+    config: RLAssetConfig,
+) -> dict[str, Any]:
+    """The rewards, the reward curve and the final held-out task metrics of a GRPO run."""
+    chart_rel = posixpath.join(asset, "rewards.png")
+    store.write_bytes(chart_rel, reward_curve_png(run.outcome.metrics))
+    final = run.outcome.final.get("metrics", {})
+    task = {k: round(float(v), 4) for k, v in final.items() if k in HELDOUT_TASK_METRICS}
+    return {
+        "rewards": MetadataValue.json(dict(config.rewards)),
+        "heldout_task_metrics": MetadataValue.json(task),
+        "reward_curve": chart_metadata(context.instance, store, chart_rel, "GRPO rewards"),
+    }

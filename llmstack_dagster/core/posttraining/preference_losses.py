@@ -131,6 +131,7 @@ def reward_loss(
     r_rejected: torch.Tensor,
     margin: torch.Tensor | None = None,
     center_coefficient: float = 0.0,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Bradley–Terry reward-model loss per pair (B,) and its metrics (detached).
 
@@ -138,11 +139,18 @@ def reward_loss(
     margin; none: 0) and λ = ``center_coefficient`` (TRL's ``center_rewards_coefficient``,
     Eisenstein et al. 2023: pulls the rewards towards mean zero). The batch mean of this equals
     TRL's ``RewardTrainer`` loss, which adds λ·mean((r_c + r_r)²) to the mean log-sigmoid term.
+    With soft ``labels`` p = P(chosen is better) (AI feedback) the log-sigmoid term is the
+    cross-entropy to p, −p·log σ(d) − (1−p)·log σ(−d) (Bai et al. 2022 train their preference
+    model on such soft labels); p = 1 is the loss above.
     Metrics: ``accuracy`` (1.0 where r_c > r_r), ``margin`` (r_c − r_r), ``chosen``,
     ``rejected``.
     """
     diff = r_chosen - r_rejected
-    losses = -F.logsigmoid(diff if margin is None else diff - margin)
+    shifted = diff if margin is None else diff - margin
+    losses = -F.logsigmoid(shifted)
+    if labels is not None:
+        p = labels.to(shifted.dtype)
+        losses = p * losses - (1 - p) * F.logsigmoid(-shifted)
     if center_coefficient:
         losses = losses + center_coefficient * (r_chosen + r_rejected) ** 2
     metrics = {

@@ -130,7 +130,7 @@ class BradleyTerry(PairObjective):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         chosen, rejected = self.rewards(forward, batch)
         margin = torch.full_like(chosen, self.margin) if self.margin else None
-        losses, metrics = reward_loss(chosen, rejected, margin, self.center)
+        losses, metrics = reward_loss(chosen, rejected, margin, self.center, batch.get("label"))
         return self.shares(losses, metrics, torch.as_tensor(denominator))
 
 
@@ -197,7 +197,7 @@ def heldout_pair_metrics(
         with autocast():
             if isinstance(objective, BradleyTerry):
                 chosen, rejected = objective.rewards(model, batch)
-                losses, metrics = reward_loss(chosen, rejected, None, 0.0)
+                losses, metrics = reward_loss(chosen, rejected, None, 0.0, batch.get("label"))
             else:
                 losses, metrics = objective.terms(model, batch)
         for name, value in {"loss": losses, **metrics}.items():

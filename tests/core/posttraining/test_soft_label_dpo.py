@@ -83,15 +83,58 @@ def test_the_dpo_objective_trains_on_the_batch_labels(tokenizer_file: Path, tmp_
     batch |= {"ref_chosen": torch.full((4,), -30.0), "ref_rejected": torch.full((4,), -30.0)}
     vocab = load_tokenizer(tokenizer_file).get_vocab_size()
     torch.manual_seed(0)
-    model = LlamaLM(ModelConfig(vocab_size=vocab, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
-                                ffn_hidden=64, max_seq_len=64))  # fmt: skip
-    cfg = TrainConfig.model_validate({"data_dir": str(folder), "out_dir": str(tmp_path / "o"),
-                                      "objective": "dpo"})  # fmt: skip
+    model = LlamaLM(
+        ModelConfig(
+            vocab_size=vocab,
+            d_model=32,
+            n_layers=1,
+            n_heads=2,
+            n_kv_heads=1,
+            ffn_hidden=64,
+            max_seq_len=64,
+        )
+    )
+    cfg = TrainConfig.model_validate(
+        {"data_dir": str(folder), "out_dir": str(tmp_path / "o"), "objective": "dpo"}
+    )
     losses, _ = DirectPreference(cfg).terms(model, batch)
     logp, _ = sequence_logprobs(model, batch["input_ids"], batch["targets"])
-    expected, _ = preference_loss(cfg.preference.dpo, logp[:4], logp[4:], batch["ref_chosen"],
-                                  batch["ref_rejected"], labels=batch["label"])  # fmt: skip
+    expected, _ = preference_loss(
+        cfg.preference.dpo,
+        logp[:4],
+        logp[4:],
+        batch["ref_chosen"],
+        batch["ref_rejected"],
+        labels=batch["label"],
+    )
     torch.testing.assert_close(losses, expected)
-    unlabelled, _ = preference_loss(cfg.preference.dpo, logp[:4], logp[4:], batch["ref_chosen"],
-                                    batch["ref_rejected"])  # fmt: skip
+    unlabelled, _ = preference_loss(
+        cfg.preference.dpo, logp[:4], logp[4:], batch["ref_chosen"], batch["ref_rejected"]
+    )
     assert not torch.allclose(losses[:3], unlabelled[:3])
+
+
+def test_soft_label_bradley_terry_by_hand() -> None:
+    """The preference model of the online-RL route of RL-CAI: cross-entropy to the soft label;
+    p = 1 is the plain Bradley–Terry loss; at p = 0.5 equal rewards are the optimum."""
+    from llmstack_dagster.core.posttraining.preference_losses import reward_loss
+
+    chosen = torch.tensor([1.0, 0.2, -0.3], dtype=torch.float64)
+    rejected = torch.tensor([0.5, 0.4, -0.3], dtype=torch.float64)
+    p = torch.tensor([0.8, 0.6, 1.0], dtype=torch.float64)
+    soft, _ = reward_loss(chosen, rejected, labels=p)
+    d = (chosen - rejected).tolist()
+    expected = [
+        -(q * math.log(1 / (1 + math.exp(-x))) + (1 - q) * math.log(1 / (1 + math.exp(x))))
+        for q, x in zip(p.tolist(), d, strict=True)
+    ]
+    assert soft.tolist() == pytest.approx(expected, abs=1e-12)
+    hard, _ = reward_loss(chosen, rejected)
+    assert reward_loss(chosen, rejected, labels=torch.ones(3))[0].tolist() == pytest.approx(
+        hard.tolist(), abs=1e-12
+    )
+    z = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    reward_loss(z, torch.zeros(1, dtype=torch.float64), labels=torch.tensor([0.5]))[
+        0
+    ].sum().backward()
+    assert float(z.grad) == pytest.approx(0.0, abs=1e-15)
