@@ -39,7 +39,7 @@ from llmstack_dagster.assets.common import (
     version_metadata,
 )
 from llmstack_dagster.assets.evaluation import CHECKPOINT_STAGES, checkpoint_files
-from llmstack_dagster.assets.midtraining import _hf_source, _import_key
+from llmstack_dagster.assets.midtraining import hf_source, import_key
 from llmstack_dagster.assets.online_rl import RLAssetConfig, run_grpo
 from llmstack_dagster.assets.posttraining import (
     DPOAssetConfig,
@@ -236,8 +236,8 @@ class ChatModels:
             files = checkpoint_files(self.store, spec.target, self.tmp)
             weights, tokenizer, described = files.weights, files.tokenizer, files.described
         else:
-            folder, gguf = _hf_source(spec.target)
-            rel = posixpath.join("cai_models", _import_key(folder, gguf))
+            folder, gguf = hf_source(spec.target)
+            rel = posixpath.join("cai_models", import_key(folder, gguf))
             weights = Path(self.store.local_path(rel) or Path(self.tmp) / rel)
             if not (weights / TOKENIZER_FILE).is_file():
                 import_hf(folder, weights, gguf)

@@ -71,7 +71,7 @@ class BaseModelConfig(Config):
     hf_path: str = ""
 
 
-def _hf_source(hf_path: str) -> tuple[Path, str | None]:
+def hf_source(hf_path: str) -> tuple[Path, str | None]:
     """(folder, gguf file name or None) of an ``hf_path``."""
     if hf_path == SMOLLM2:
         found = smollm2_gguf()
@@ -86,7 +86,7 @@ def _hf_source(hf_path: str) -> tuple[Path, str | None]:
     return (path.parent, path.name) if path.suffix == ".gguf" else (path, None)
 
 
-def _import_key(folder: Path, gguf_file: str | None) -> str:
+def import_key(folder: Path, gguf_file: str | None) -> str:
     """Names an import by its source's path, size and modification time."""
     source = folder / gguf_file if gguf_file else folder / "config.json"
     stat = source.stat()
@@ -97,8 +97,8 @@ def _import_key(folder: Path, gguf_file: str | None) -> str:
 def _import_hf_model(store: Storage, hf_path: str, tmp: str) -> tuple[str, str]:
     """Import once per source (a GGUF load takes about a minute on two cores); returns the
     weights folder and the tokenizer file, relative to the storage root."""
-    folder, gguf_file = _hf_source(hf_path)
-    rel = posixpath.join(BASE_MODEL, "imports", _import_key(folder, gguf_file))
+    folder, gguf_file = hf_source(hf_path)
+    rel = posixpath.join(BASE_MODEL, "imports", import_key(folder, gguf_file))
     local = store.local_path(rel)
     if not store.exists(posixpath.join(rel, "model.safetensors")):
         dest = Path(local) if local else Path(tmp) / "import"

@@ -35,8 +35,8 @@ from llmstack_dagster.core.posttraining.cai_chains import RedTeamPrompt
 from llmstack_dagster.core.posttraining.constitution import DEFAULT_CONSTITUTION
 from llmstack_dagster.core.posttraining.preference_build import (
     PreferenceBuildConfig,
-    _template,
     render_pair,
+    template_name,
 )
 from llmstack_dagster.core.posttraining.preference_index import (
     PAIR_SCHEMA,
@@ -173,7 +173,7 @@ def write_labelled_pairs(
         pad_id=renderer.pad_id,
         end_turn_id=renderer.end_turn_id,
         tokenizer_hash=tokenizer_hash(tokenizer_path),
-        template=_template(renderer, tokenizer_path),
+        template=template_name(renderer, tokenizer_path),
         data_version=version.content_version,
         max_len=config.max_len,
         max_prompt_len=config.max_prompt_len,

@@ -146,7 +146,7 @@ def render_pair(
     return RenderedPair(prompt_ids, replies[0], replies[1], cut)
 
 
-def _template(renderer: ChatRenderer, tokenizer_path: Path) -> str:
+def template_name(renderer: ChatRenderer, tokenizer_path: Path) -> str:
     if isinstance(renderer, OurRenderer):
         return OUR_CHAT_TEMPLATE
     path = Path(tokenizer_path)
@@ -314,7 +314,7 @@ def build_preference_dataset(
         pad_id=renderer.pad_id,
         end_turn_id=renderer.end_turn_id,
         tokenizer_hash=tokenizer_hash(tokenizer_path),
-        template=_template(renderer, tokenizer_path),
+        template=template_name(renderer, tokenizer_path),
         data_version=version.content_version,
         max_len=config.max_len,
         max_prompt_len=config.max_prompt_len,
