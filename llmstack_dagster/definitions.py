@@ -12,6 +12,7 @@ from llmstack_dagster import assets
 from llmstack_dagster.jobs.curation import curation_job, nightly_recuration
 from llmstack_dagster.jobs.training import retraining_sensor, training_job
 from llmstack_dagster.resources.corpus import CorpusResource
+from llmstack_dagster.resources.shard_map import shard_map_resource_from_env
 from llmstack_dagster.resources.storage import StorageResource
 from llmstack_dagster.resources.training import training_resource_from_env
 
@@ -24,5 +25,6 @@ defs = Definitions(
         "storage": StorageResource(),
         "corpus": CorpusResource(),
         "training": training_resource_from_env(),
+        "shard_map": shard_map_resource_from_env(),
     },
 )

@@ -15,7 +15,7 @@ os.environ["LLMSTACK_PROFILE"] = "demo"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
 
-pytest_plugins = ["support.training_data"]
+pytest_plugins = ["support.training_data", "support.ray_cluster"]
 
 
 @pytest.fixture(scope="session")

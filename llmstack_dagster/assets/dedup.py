@@ -41,8 +41,10 @@ from llmstack_dagster.core.curation.dedup.fingerprints import (
 from llmstack_dagster.core.curation.dedup.fingerprints import compute_fingerprints
 from llmstack_dagster.core.curation.dedup.removal import CODE_VERSION as REMOVAL_CODE_VERSION
 from llmstack_dagster.core.curation.dedup.removal import apply_removals
+from llmstack_dagster.core.curation.dedup.shuffle_dedup import find_duplicate_clusters_shuffled
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 from llmstack_dagster.profiles import profiled
+from llmstack_dagster.resources.shard_map import ShardMapResource, shard_map_from_env
 from llmstack_dagster.resources.storage import StorageResource
 
 
@@ -79,7 +81,7 @@ def document_fingerprints(
     domain = context.partition_key
     previous = committed_version(store, "document_fingerprints", domain)
     raw = read_manifest(store, "raw_documents", domain)
-    manifest = compute_fingerprints(store, raw, domain, config.core())
+    manifest = compute_fingerprints(store, raw, domain, config.core(), shard_map_from_env())
     result = materialization(context, manifest, previous, lambda: {
         **shard_metadata(store, manifest),
         "signature_params": MetadataValue.json(manifest.extra["signature_params"]),
@@ -132,7 +134,10 @@ def _cluster_previews(store: Storage, sample: list[dict], chars: int = 100) -> l
     "(by created, ties by id) is kept, the rest listed for removal with their reason.",
 )
 def duplicate_clusters(
-    context: AssetExecutionContext, config: DedupAssetConfig, storage: StorageResource
+    context: AssetExecutionContext,
+    config: DedupAssetConfig,
+    storage: StorageResource,
+    shard_map: ShardMapResource,
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     store = storage.get()
     previous = committed_version(store, "duplicate_clusters", None)
@@ -140,7 +145,13 @@ def duplicate_clusters(
         d: read_manifest(store, "document_fingerprints", d)
         for d in domain_partitions.get_partition_keys()
     }
-    manifest = find_duplicate_clusters(store, fingerprints, config.core())
+    shuffle = shard_map.shuffle()
+    if shuffle is None:
+        manifest = find_duplicate_clusters(store, fingerprints, config.core())
+    else:  # the same removal list, computed as a shuffle on the engine
+        manifest = find_duplicate_clusters_shuffled(
+            store, fingerprints, config.core(), shard_map.get(), shuffle
+        )
     extra = manifest.extra
     context.log.info(f"dedup: {manifest.counts}")
     result = materialization(context, manifest, previous, lambda: {

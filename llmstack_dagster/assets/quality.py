@@ -32,6 +32,7 @@ from llmstack_dagster.assets.common import (
     shard_metadata,
     version_metadata,
 )
+from llmstack_dagster.core.curation.quality.presets import LanguageFilter
 from llmstack_dagster.core.curation.quality.reference_lm import (
     CODE_VERSION as REFERENCE_LM_CODE_VERSION,
 )
@@ -44,6 +45,7 @@ from llmstack_dagster.core.curation.quality.scoring import CODE_VERSION as SCORI
 from llmstack_dagster.core.curation.quality.scoring import QualityConfig, score_quality
 from llmstack_dagster.core.storage import read_manifest
 from llmstack_dagster.profiles import profiled
+from llmstack_dagster.resources.shard_map import ShardMapResource
 from llmstack_dagster.resources.storage import StorageResource
 
 
@@ -55,6 +57,7 @@ class ReferenceLMAssetConfig(Config):
     negatives_domain: str = "web"
     order: int = 5
     vocab_size: int = 32_000
+    scoring: str = "document"  # CCNet as released: the whole normalized document; or "line"
     seed: int = 0
 
 
@@ -90,6 +93,7 @@ def reference_lm(
             reference_domains=config.reference_domains,
             order=config.order,
             vocab_size=config.vocab_size,
+            scoring=config.scoring,
             seed=config.seed,
         ),
     )
@@ -101,6 +105,7 @@ def reference_lm(
         "ngram_counts": MetadataValue.json({str(k): v for k, v in ref.ngram_counts.items()}),
         "bucket_cutoffs": MetadataValue.json(list(ref.bucket_cutoffs)),
         "bucket_source": MetadataValue.text(ref.bucket_source),
+        "perplexity_scoring": MetadataValue.text(ref.scoring),
         "reference_docs": MetadataValue.int(ref.reference_docs),
         "reference_perplexity_median": MetadataValue.float(ref.reference_perplexity_median),
         "web_perplexity_median": MetadataValue.float(ref.web_perplexity_median),
@@ -120,6 +125,16 @@ class QualityAssetConfig(Config):
     preset: str = "general"
     max_perplexity: float = 5000.0
     code_domains: list[str] = ["code"]
+    # language filter (prose), replacing the preset's CCNet rule (any language, score >= 0.5)
+    # when either is set; FineWeb's: languages ["en"], min_language_score 0.65
+    languages: list[str] | None = None
+    min_language_score: float | None = None
+
+
+def _language_filter(config: QualityAssetConfig) -> LanguageFilter | None:
+    if config.languages is None and config.min_language_score is None:
+        return None
+    return LanguageFilter(languages=config.languages, min_score=config.min_language_score)
 
 
 @asset(
@@ -136,7 +151,10 @@ class QualityAssetConfig(Config):
     "the preset, and the reasons it fails; full scored set and kept set both stored.",
 )
 def quality_scored(
-    context: AssetExecutionContext, config: QualityAssetConfig, storage: StorageResource
+    context: AssetExecutionContext,
+    config: QualityAssetConfig,
+    storage: StorageResource,
+    shard_map: ShardMapResource,
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     store = storage.get()
     domain = context.partition_key
@@ -152,7 +170,9 @@ def quality_scored(
             preset=config.preset,
             max_perplexity=config.max_perplexity,
             code_domains=config.code_domains,
+            language_filter=_language_filter(config),
         ),
+        shard_map.get(),
     )
     extra = manifest.extra
     keep_rates = [
@@ -165,6 +185,7 @@ def quality_scored(
         "keep_rate_per_reason": MetadataValue.md(markdown_table(keep_rates)),
         "drops_per_first_reason": MetadataValue.json(extra["drops_per_first_reason"]),
         "keep_rate_per_domain": MetadataValue.json(extra["keep_rate_per_domain"]),
+        "language_counts": MetadataValue.json(extra["language_counts"]),
         "perplexity_histogram": chart_metadata(
             context.instance, store, extra["perplexity_histogram_png"], "perplexity histogram"
         ),

@@ -37,6 +37,7 @@ from llmstack_dagster.core.curation.selection.mixture_plan import MixtureConfig
 from llmstack_dagster.core.curation.selection.temporal import TemporalConfig
 from llmstack_dagster.core.storage import read_manifest
 from llmstack_dagster.profiles import profiled
+from llmstack_dagster.resources.shard_map import ShardMapResource
 from llmstack_dagster.resources.storage import StorageResource
 
 
@@ -77,7 +78,10 @@ def _own_and_target_domains() -> StaticPartitionMapping:
     "every document's log-importance weight is kept.",
 )
 def dsir_selected(
-    context: AssetExecutionContext, config: DSIRAssetConfig, storage: StorageResource
+    context: AssetExecutionContext,
+    config: DSIRAssetConfig,
+    storage: StorageResource,
+    shard_map: ShardMapResource,
 ) -> Iterator[MaterializeResult]:
     store = storage.get()
     previous = committed_version(store, "dsir_selected", context.partition_key)
@@ -85,7 +89,9 @@ def dsir_selected(
     target = {d: read_manifest(store, "quality_scored", d) for d in core.target_domains}
     target_counts = fit_dsir_target(store, target, core)
     documents = read_manifest(store, "quality_scored", context.partition_key)
-    manifest = select_dsir(store, documents, context.partition_key, target_counts, core)
+    manifest = select_dsir(
+        store, documents, context.partition_key, target_counts, core, shard_map.get()
+    )
     extra = manifest.extra
     result = materialization(context, manifest, previous, lambda: {
         **shard_metadata(store, manifest),
@@ -159,7 +165,8 @@ def _token_counter(store):
     output_required=False,
     pool=GLOBAL_ASSETS_POOL,
     deps=[AssetDep("dsir_selected", partition_mapping=AllPartitionMapping())],
-    description="The token budget turned into a mixture plan (UniMax over English sources, "
+    description="The token budget turned into a mixture plan (UniMax over prose languages, "
+    "then over each language's sources, "
     "alpha sampling over code languages, attribute buckets, temporal window and recency) and "
     "materialized as shuffled, seeded shards.",
 )
@@ -196,6 +203,7 @@ def sampled_mixture(
                 f"{extra['realized_created_min']} .. {extra['realized_created_max']}"
             ),
             "buckets": MetadataValue.md(markdown_table(extra["composition_buckets"][:50])),
+            "languages": MetadataValue.md(markdown_table(plan["languages"])),
     })  # fmt: skip
     if result is not None:
         yield result

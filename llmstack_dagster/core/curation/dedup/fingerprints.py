@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +15,7 @@ from llmstack_dagster.core.curation.dedup.config import DedupConfig
 from llmstack_dagster.core.curation.dedup.exact import exact_hash128
 from llmstack_dagster.core.curation.dedup.minhash import MinHasher
 from llmstack_dagster.core.progress import Progress
+from llmstack_dagster.core.scale.shard_map import ShardMap, local_or
 from llmstack_dagster.core.schema import TIMESTAMP
 from llmstack_dagster.core.storage import (
     ShardInfo,
@@ -80,44 +82,67 @@ def fingerprint_batch(batch: pa.RecordBatch | pa.Table, domain: str, hasher: Min
 
 
 def compute_fingerprints(
-    storage: Storage, documents: ShardManifest, domain: str, config: DedupConfig
+    storage: Storage,
+    documents: ShardManifest,
+    domain: str,
+    config: DedupConfig,
+    shard_map: ShardMap | None = None,
 ) -> ShardManifest:
     """Write one fingerprint shard per document shard under ``document_fingerprints/{domain}``.
 
-    Streams each shard in batches of ``config.batch_docs``; memory holds one shard's
+    Each document shard is one task on ``shard_map`` (inline on this machine by default). A
+    task streams its shard in batches of ``config.batch_docs``; memory holds one shard's
     fingerprints (about 0.5 KB per document with 112 permutations) and one batch of text.
     """
+    engine = local_or(shard_map)
+    engine.require_shared_root(storage.root)
     version_id = content_version(
         ASSET, CODE_VERSION, config.signature_params(), [documents.content_version]
     )
     return build_version(
         storage, ASSET, domain, version_id,
-        lambda v: _fingerprint_shards(storage, documents, domain, config, v.folder),
+        lambda v: _fingerprint_shards(storage, documents, domain, config, v.folder, engine),
     )  # fmt: skip
 
 
-def _fingerprint_shards(
-    storage: Storage, documents: ShardManifest, domain: str, config: DedupConfig, folder: str
-) -> ShardManifest:
+def fingerprint_shard(
+    storage: Storage, domain: str, config: DedupConfig, folder: str, job: tuple[int, ShardInfo]
+) -> tuple[ShardInfo, int, int]:
+    """One document shard's fingerprints as ``part-<index>``: (shard, text bytes, empty)."""
+    index, shard = job
     hasher = MinHasher(config)
-    shards: list[ShardInfo] = []
+    parts = [
+        fingerprint_batch(batch, domain, hasher)
+        for batch in storage.iter_batches(
+            shard.path, columns=["id", "text", "created"], batch_size=config.batch_docs
+        )
+    ]
+    table = pa.concat_tables(parts) if parts else fingerprint_schema(config).empty_table()
+    text_bytes = int(pc.sum(table["text_bytes"]).as_py() or 0)
+    empty = int(pc.sum(pc.equal(table["num_shingles"], 0)).as_py() or 0)
+    rel = posixpath.join(folder, f"part-{index:05d}.parquet")
+    size = storage.write_table(rel, table)
+    return ShardInfo(path=rel, rows=table.num_rows, bytes=size), text_bytes, empty
+
+
+def _fingerprint_shards(
+    storage: Storage,
+    documents: ShardManifest,
+    domain: str,
+    config: DedupConfig,
+    folder: str,
+    engine: ShardMap,
+) -> ShardManifest:
     progress = Progress(f"{ASSET}[{domain}]", documents.rows, log)
-    total_bytes = empty = 0
     started = time.perf_counter()
-    for index, shard in enumerate(documents.shards):
-        parts = [
-            fingerprint_batch(batch, domain, hasher)
-            for batch in storage.iter_batches(
-                shard.path, columns=["id", "text", "created"], batch_size=config.batch_docs
-            )
-        ]
-        table = pa.concat_tables(parts) if parts else fingerprint_schema(config).empty_table()
-        total_bytes += int(pc.sum(table["text_bytes"]).as_py() or 0)
-        empty += int(pc.sum(pc.equal(table["num_shingles"], 0)).as_py() or 0)
-        rel = posixpath.join(folder, f"part-{index:05d}.parquet")
-        size = storage.write_table(rel, table)
-        shards.append(ShardInfo(path=rel, rows=table.num_rows, bytes=size))
-        progress.advance(table.num_rows)
+    results = engine.map(
+        partial(fingerprint_shard, storage, domain, config, folder),
+        list(enumerate(documents.shards)),
+        on_result=lambda result: progress.advance(result[0].rows),
+    )
+    shards = [shard for shard, _, _ in results]
+    total_bytes = sum(text_bytes for _, text_bytes, _ in results)
+    empty = sum(count for _, _, count in results)
     seconds = max(time.perf_counter() - started, 1e-9)
     n = sum(s.rows for s in shards)
     return ShardManifest(

@@ -17,13 +17,18 @@ def failed_reasons(
 ) -> list[str]:
     """All reasons ``row`` fails, in a fixed order; the first is the drop reason.
 
-    ``rules`` maps rule set (prose, code) to its heuristic rules. Perplexity and the quality
-    classifier apply to prose only: both model prose, and would drop all code.
+    ``rules`` maps rule set (prose, code) to its heuristic rules. The language filter (first, as
+    in CCNet), perplexity and the quality classifier apply to prose only: code has no natural
+    language, and the models would drop all of it.
     """
     if row["input_issue"]:
         return [row["input_issue"]]
-    reasons = failed_rules(row, rules[row["rule_set"]])
-    if row["rule_set"] == "prose":
+    prose = row["rule_set"] == "prose"
+    reasons: list[str] = []
+    if prose:
+        reasons = preset.language.reasons(row.get("language"), row.get("language_score"))
+    reasons += failed_rules(row, rules[row["rule_set"]])
+    if prose:
         pp = row["perplexity"]
         if max_perplexity is not None and (pp is None or pp > max_perplexity):
             reasons.append("perplexity")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llmstack_dagster.core.curation.quality import code_rules, gopher, heuristics
 from llmstack_dagster.core.curation.quality.attributes.domain_classifier import DomainPredictor
+from llmstack_dagster.core.curation.quality.attributes.embeddings import EmbeddingConfig
+from llmstack_dagster.core.curation.quality.attributes.features import DocumentFeatures
 from llmstack_dagster.core.curation.quality.attributes.quality_classifier import QualityPredictor
 from llmstack_dagster.core.curation.quality.attributes.toxicity import ToxicityScorer
+from llmstack_dagster.core.curation.quality.language import LanguageIdentifier
 from llmstack_dagster.core.curation.quality.perplexity import PerplexityModel, ccnet_bucket
 from llmstack_dagster.core.curation.quality.words import gopher_words
 
@@ -18,6 +21,7 @@ METRIC_FIELDS = (
     *code_rules.METRICS,
 )
 ATTRIBUTE_FIELDS = (
+    "language_score",
     "perplexity",
     "ccnet_bucket",
     "quality_label",
@@ -39,6 +43,8 @@ class Scorers:
     domain: DomainPredictor
     code_marker_lines: int
     max_chars: int
+    language: LanguageIdentifier | None = None  # prose only; writes language, language_score
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
 
 def input_issue(text: str, max_chars: int) -> str | None:
@@ -82,9 +88,13 @@ def score_texts(texts: list[str], is_code: bool, scorers: Scorers) -> list[dict]
         rows.append(row)
     if valid:
         batch = [texts[i] for i in valid]
-        labels, high = scorers.quality(batch)
+        if scorers.language is not None and not is_code:
+            for i, language, score in zip(valid, *scorers.language(batch), strict=True):
+                rows[i].update(language=language, language_score=score)
+        features = DocumentFeatures(batch, scorers.embedding)  # shared by the attributes
+        labels, high = scorers.quality(features)
         toxicity = scorers.toxicity(batch)
-        domains, domain_prob = scorers.domain(batch)
+        domains, domain_prob = scorers.domain(features)
         for k, i in enumerate(valid):
             rows[i].update(
                 quality_label=labels[k],

@@ -1,11 +1,18 @@
 """Gopher quality and repetition metrics (Rae et al. 2021, table A1), counted the way datatrove's
-``GopherQualityFilter`` / ``GopherRepetitionFilter`` count them so decisions agree."""
+``GopherQualityFilter`` / ``GopherRepetitionFilter`` count them so decisions agree.
+
+For speed, n-grams are compared by a 64-bit polynomial hash of the words' string hashes (numpy,
+wrapping arithmetic) instead of tuples of strings; two different n-grams of one document share a
+hash with probability about (n-grams)^2 / 2^64. Only n-grams that occur more than once are
+walked in Python, and none of length n + 1 repeats when none of length n does.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from itertools import accumulate
 
+import numpy as np
 from pydantic import BaseModel
 
 from llmstack_dagster.core.curation.quality.rules import Rule
@@ -19,6 +26,7 @@ BULLETS = ("•", "-", "‣", "◦", "●", "○", "∙", "⁃")
 ELLIPSES = ("...", "…")
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
+_HASH_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (golden-ratio constant)
 
 QUALITY_METRICS = (
     "hash_per_word",
@@ -95,12 +103,17 @@ def quality_metrics(text: str, words: list[str]) -> dict[str, float | None]:
     lines = text.splitlines() or [""]
     if not n_words:
         return dict.fromkeys(QUALITY_METRICS)
+    ellipses = sum(text.count(e) for e in ELLIPSES)
+    bullets = any(b in text for b in BULLETS)
     return {
         "hash_per_word": text.count("#") / n_words,
-        "ellipsis_per_word": sum(text.count(e) for e in ELLIPSES) / n_words,
-        "bullet_lines_fraction": sum(ln.lstrip().startswith(BULLETS) for ln in lines) / len(lines),
-        "ellipsis_lines_fraction": sum(ln.rstrip().endswith(ELLIPSES) for ln in lines) / len(lines),
-        "alpha_words_fraction": sum(any(c.isalpha() for c in w) for w in words) / n_words,
+        "ellipsis_per_word": ellipses / n_words,
+        "bullet_lines_fraction": sum(ln.lstrip().startswith(BULLETS) for ln in lines) / len(lines)
+        if bullets else 0.0,
+        "ellipsis_lines_fraction": sum(ln.rstrip().endswith(ELLIPSES) for ln in lines) / len(lines)
+        if ellipses else 0.0,
+        "alpha_words_fraction": sum(n for w, n in Counter(words).items()
+                                    if w.isalpha() or any(c.isalpha() for c in w)) / n_words,
         "stop_words": float(len(STOP_WORDS.intersection(words))),  # case-sensitive, as datatrove
     }
 
@@ -118,28 +131,56 @@ def _duplicates(items: list[str]) -> tuple[int, int]:
     return count, chars
 
 
-def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
-    return list(zip(*(words[k:] for k in range(n)), strict=False))
+def _word_hashes(words: list[str]) -> np.ndarray:
+    return np.fromiter(map(hash, words), np.int64, len(words)).view(np.uint64)
 
 
-def _top_ngram_chars(words: list[str], n: int) -> int:
-    """Characters (with joining spaces) covered by all occurrences of the most frequent n-gram."""
-    gram, count = Counter(_ngrams(words, n)).most_common(1)[0]
-    return (sum(map(len, gram)) + n - 1) * count
+def _ngram_keys(ids: np.ndarray, max_n: int) -> dict[int, np.ndarray]:
+    """n -> hash of the n-gram starting at each position, for n = 1..max_n."""
+    keys = {1: ids}
+    with np.errstate(over="ignore"):
+        for n in range(2, max_n + 1):
+            keys[n] = keys[n - 1][:-1] * _HASH_BASE + ids[n - 1 :]
+    return keys
 
 
-def _dup_ngram_chars(words: list[str], prefix: list[int], n: int) -> int:
-    """Characters (without spaces) in n-grams that repeat an earlier, non-overlapping n-gram."""
-    grams = _ngrams(words, n)
-    seen: set[tuple[str, ...]] = set()
-    chars = i = 0
-    while i < len(grams):
-        if grams[i] in seen:
-            chars += prefix[i + n] - prefix[i]
-            i += n
+def _top_ngram_chars(keys: np.ndarray, prefix: np.ndarray, n: int) -> int:
+    """Characters (with joining spaces) covered by all occurrences of the most frequent n-gram,
+    the earliest one among ties (as ``Counter.most_common``)."""
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    top = counts == counts.max()
+    start = int(first[top].min())
+    return int(prefix[start + n] - prefix[start] + n - 1) * int(counts.max())
+
+
+def _repeated_positions(keys: np.ndarray) -> np.ndarray:
+    """Sorted positions whose key occurs more than once."""
+    order = np.argsort(keys, kind="stable")
+    equal = keys[order[1:]] == keys[order[:-1]]
+    repeated = np.zeros(len(keys), dtype=bool)
+    repeated[1:] |= equal
+    repeated[:-1] |= equal
+    return np.sort(order[repeated])
+
+
+def _dup_ngram_chars(
+    keys: np.ndarray, repeated: np.ndarray, prefix: np.ndarray, n: int
+) -> int:
+    """Characters (without spaces) in n-grams that repeat an earlier, non-overlapping n-gram.
+
+    Left to right, an n-gram already seen counts and the next n - 1 positions are skipped
+    unseen; positions of n-grams that occur once never matter, so only ``repeated`` ones are
+    walked."""
+    seen: set[int] = set()
+    chars = free_from = 0
+    for i, key in zip(repeated.tolist(), keys[repeated].tolist(), strict=True):
+        if i < free_from:
+            continue
+        if key in seen:
+            chars += int(prefix[i + n] - prefix[i])
+            free_from = i + n
         else:
-            seen.add(grams[i])
-            i += 1
+            seen.add(key)
     return chars
 
 
@@ -156,10 +197,17 @@ def repetition_metrics(text: str, words: list[str]) -> dict[str, float | None]:
         "dup_line_fraction": dup_lines / len(lines),
         "dup_line_char_fraction": dup_line_chars / n_chars,
     }
+    prefix = np.fromiter(accumulate(map(len, words), initial=0), np.int64, len(words) + 1)
+    keys = _ngram_keys(_word_hashes(words), max(DUP_NGRAMS))
     for n in TOP_NGRAMS:
-        top = _top_ngram_chars(words, n) if len(words) >= n else 0
+        top = _top_ngram_chars(keys[n], prefix, n) if len(words) >= n else 0
         out[f"top_{n}_gram_char_fraction"] = top / n_chars
-    prefix = list(accumulate(map(len, words), initial=0))
+    repeated = np.empty(0, dtype=np.int64)
     for n in DUP_NGRAMS:
-        out[f"dup_{n}_gram_char_fraction"] = _dup_ngram_chars(words, prefix, n) / n_chars
+        if len(words) >= n and (n == DUP_NGRAMS[0] or len(repeated)):
+            repeated = _repeated_positions(keys[n])
+        else:
+            repeated = repeated[:0]
+        dup = _dup_ngram_chars(keys[n], repeated, prefix, n) if len(repeated) else 0
+        out[f"dup_{n}_gram_char_fraction"] = dup / n_chars
     return out

@@ -11,8 +11,9 @@ from pydantic import BaseModel
 from llmstack_dagster.core.curation.quality.rules import Rule
 from llmstack_dagster.core.curation.quality.words import whitespace_words
 
-# NeMo counts ASCII letters, digits, newlines and ?!,. as "alphanumeric" (spaces do not count).
-_ALNUM = re.compile(r"[a-zA-Z0-9\n?!,.]")
+# NeMo counts ASCII letters, digits, newlines and ?!,. as "alphanumeric" (spaces do not count);
+# the other characters, usually the fewer, are the ones counted.
+_NON_ALNUM = re.compile(r"[^a-zA-Z0-9\n?!,.]")
 _DIGIT = re.compile(r"\d")
 _URL = re.compile(r"https?://(?:[a-zA-Z0-9$\-_@.&+!*(),]|%[0-9a-fA-F]{2})+")
 
@@ -54,7 +55,7 @@ def heuristic_metrics(text: str) -> dict[str, float | None]:
     words = whitespace_words(text)
     url_chars = sum(len(url) for url in _URL.findall(text))
     return {
-        "non_alnum_fraction": (n_chars - len(_ALNUM.findall(text))) / n_chars,
+        "non_alnum_fraction": len(_NON_ALNUM.findall(text)) / n_chars,
         "digit_fraction": len(_DIGIT.findall(text)) / n_chars,
         "url_fraction": url_chars / n_chars,
         "word_count": float(len(words)),

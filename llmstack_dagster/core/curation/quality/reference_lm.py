@@ -14,9 +14,9 @@ import numpy as np
 import sentencepiece as spm
 from pydantic import BaseModel, Field
 
-from llmstack_dagster.core.curation.quality.attributes.quality_classifier import (
-    QualityClassifierConfig,
-    train_quality_classifier,
+from llmstack_dagster.core.curation.quality.attributes.training import (
+    AttributeTrainingConfig,
+    train_attribute_classifiers,
 )
 from llmstack_dagster.core.curation.quality.kenlm_tools import (
     arpa_ngram_counts,
@@ -24,7 +24,7 @@ from llmstack_dagster.core.curation.quality.kenlm_tools import (
     run_lmplz,
 )
 from llmstack_dagster.core.curation.quality.normalize import normalized_lines
-from llmstack_dagster.core.curation.quality.perplexity import PerplexityModel
+from llmstack_dagster.core.curation.quality.perplexity import PerplexityModel, ScoringMode
 from llmstack_dagster.core.curation.quality.sampling import Reservoir, iter_texts
 from llmstack_dagster.core.storage import (
     OutputVersion,
@@ -35,7 +35,7 @@ from llmstack_dagster.core.storage import (
 )
 
 ASSET = "reference_lm"
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: CCNet document scoring (rounded) by default
 
 
 class ReferenceLMConfig(BaseModel):
@@ -49,9 +49,12 @@ class ReferenceLMConfig(BaseModel):
     discount_fallback: bool = True
     bucket_percentiles: tuple[float, float] = (30.0, 60.0)
     bucket_source: Literal["web", "reference"] = "web"
+    # CCNet as released scores the normalized document as one line; "line" scores each line.
+    # The cutoffs are computed in this mode and quality_scored scores in the same one.
+    scoring: ScoringMode = "document"
     web_sample_docs: int = 5_000
     reference_sample_docs: int = 5_000
-    classifier: QualityClassifierConfig = Field(default_factory=QualityClassifierConfig)
+    classifier: AttributeTrainingConfig = Field(default_factory=AttributeTrainingConfig)
     seed: int = 0
 
 
@@ -67,6 +70,7 @@ class ReferenceLM(BaseModel):
     ngram_counts: dict[int, int]
     bucket_cutoffs: tuple[float, float]
     bucket_source: str
+    scoring: ScoringMode = "line"  # records written before the option scored lines
     reference_docs: int
     reference_lines: int
     reference_perplexity_median: float
@@ -172,7 +176,7 @@ def _train(
         kenlm_rel, sp_rel = f"{folder}/model.binary", f"{folder}/sp.model"
         storage.write_bytes(kenlm_rel, binary.read_bytes())
         storage.write_bytes(sp_rel, (work / "sp.model").read_bytes())
-        model = PerplexityModel(str(binary), str(work / "sp.model"))
+        model = PerplexityModel(str(binary), str(work / "sp.model"), config.scoring)
         for text in iter_texts(storage, [web]):
             negatives.add(text)
         ref_pp = _perplexities(model, positives.items)
@@ -181,10 +185,10 @@ def _train(
     if not len(source_pp):
         raise ValueError(f"no {config.bucket_source} documents to derive bucket cutoffs from")
     low, high = np.percentile(source_pp, config.bucket_percentiles)
-    classifier_bytes, classifier_metrics = train_quality_classifier(
+    classifier_bytes, classifier_metrics = train_attribute_classifiers(
         positives.items, negatives.items, config.classifier, config.seed
     )
-    classifier_rel = f"{folder}/quality_classifier.joblib"
+    classifier_rel = f"{folder}/attribute_classifiers.joblib"
     storage.write_bytes(classifier_rel, classifier_bytes)
     result = ReferenceLM(
         kenlm_path=kenlm_rel,
@@ -196,6 +200,7 @@ def _train(
         ngram_counts=ngram_counts,
         bucket_cutoffs=(float(low), float(high)),
         bucket_source=config.bucket_source,
+        scoring=config.scoring,
         reference_docs=docs,
         reference_lines=lines,
         reference_perplexity_median=float(np.median(ref_pp)) if len(ref_pp) else float("nan"),
@@ -216,7 +221,8 @@ def reference_lm_of(manifest: ShardManifest) -> ReferenceLM:
 
 
 def load_perplexity_model(storage: Storage, ref: ReferenceLM, cache_dir: str) -> PerplexityModel:
-    """Open the stored KenLM and SentencePiece models (copied to ``cache_dir`` if remote)."""
+    """Open the stored KenLM and SentencePiece models (copied to ``cache_dir`` if remote),
+    scoring in the mode the cutoffs were computed in."""
     paths = []
     for rel in (ref.kenlm_path, ref.sp_path):
         local = storage.local_path(rel)
@@ -224,4 +230,4 @@ def load_perplexity_model(storage: Storage, ref: ReferenceLM, cache_dir: str) ->
             local = os.path.join(cache_dir, os.path.basename(rel))
             Path(local).write_bytes(storage.read_bytes(rel))
         paths.append(local)
-    return PerplexityModel(paths[0], paths[1])
+    return PerplexityModel(paths[0], paths[1], ref.scoring)

@@ -16,6 +16,7 @@ import logging
 import posixpath
 import tempfile
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -25,6 +26,7 @@ from llmstack_dagster.core.curation.quality.attributes.domain_classifier import 
     DomainClassifierConfig,
     load_domain_classifier,
 )
+from llmstack_dagster.core.curation.quality.attributes.embeddings import EmbeddingConfig
 from llmstack_dagster.core.curation.quality.attributes.quality_classifier import (
     QualityClassifierConfig,
     load_quality_classifier,
@@ -33,6 +35,7 @@ from llmstack_dagster.core.curation.quality.attributes.toxicity import (
     ToxicityConfig,
     load_toxicity_scorer,
 )
+from llmstack_dagster.core.curation.quality.attributes.training import load_trained_attributes
 from llmstack_dagster.core.curation.quality.code_rules import CodeRulesConfig
 from llmstack_dagster.core.curation.quality.decision import failed_reasons
 from llmstack_dagster.core.curation.quality.document_scores import (
@@ -43,7 +46,8 @@ from llmstack_dagster.core.curation.quality.document_scores import (
 )
 from llmstack_dagster.core.curation.quality.gopher import GopherConfig
 from llmstack_dagster.core.curation.quality.heuristics import HeuristicsConfig
-from llmstack_dagster.core.curation.quality.presets import get_preset
+from llmstack_dagster.core.curation.quality.language import LanguageIdConfig, LanguageIdentifier
+from llmstack_dagster.core.curation.quality.presets import LanguageFilter, Preset, get_preset
 from llmstack_dagster.core.curation.quality.reference_lm import (
     ReferenceLM,
     load_perplexity_model,
@@ -51,6 +55,7 @@ from llmstack_dagster.core.curation.quality.reference_lm import (
 from llmstack_dagster.core.curation.quality.report import ScoreSummary
 from llmstack_dagster.core.curation.quality.rules import Rule
 from llmstack_dagster.core.progress import Progress
+from llmstack_dagster.core.scale.shard_map import ShardMap, local_or
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
     OutputVersion,
@@ -69,11 +74,13 @@ CODE_VERSION = "1"
 SCORES_INDEX = "scores.json"
 SCORES_CACHE = posixpath.join(ASSET, "_scores")  # per domain; not a partition (names: no "_")
 STAGE = "quality_scored"
-REASONS_BEYOND_RULES = (*INPUT_ISSUES, "perplexity", "low_quality", "toxicity", "least_toxic")
+REASONS_BEYOND_RULES = (*INPUT_ISSUES, "language", "language_score", "perplexity", "low_quality",
+                        "toxicity", "least_toxic")  # fmt: skip
 
 SCORE_FIELDS = [
     pa.field("input_issue", pa.string()),
     pa.field("rule_set", pa.string()),
+    pa.field("language_score", pa.float64()),  # prose: lid.176 probability of ``language``
     pa.field("perplexity", pa.float64()),
     pa.field("ccnet_bucket", pa.string()),
     *(pa.field(name, pa.float64()) for name in METRIC_FIELDS),
@@ -108,6 +115,18 @@ class QualityConfig(BaseModel):
     quality_classifier: QualityClassifierConfig = Field(default_factory=QualityClassifierConfig)
     toxicity: ToxicityConfig = Field(default_factory=ToxicityConfig)
     domain_classifier: DomainClassifierConfig = Field(default_factory=DomainClassifierConfig)
+    # the sentence-embedding model and device of the MiniLM options (one pass per batch)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    language_id: LanguageIdConfig = Field(default_factory=LanguageIdConfig)
+    # replaces the preset's language filter (e.g. presets.FINEWEB_ENGLISH); None = the preset's
+    language_filter: LanguageFilter | None = None
+
+    def active_preset(self) -> Preset:
+        """The named preset, with ``language_filter`` in place of its own when set."""
+        preset = get_preset(self.preset)
+        if self.language_filter is None:
+            return preset
+        return preset.model_copy(update={"language": self.language_filter})
 
     def rules(self) -> dict[str, list[Rule]]:
         prose = self.heuristics.rules() + self.gopher.quality_rules()
@@ -116,34 +135,66 @@ class QualityConfig(BaseModel):
 
 def load_scorers(storage: Storage, ref: ReferenceLM, config: QualityConfig, cache: str) -> Scorers:
     """The models for scoring (the KenLM model is copied into ``cache`` if storage is remote)."""
-    classifier = None if config.quality_classifier.backend == "hf" else ref.classifier_path
+    trained = load_trained_attributes(storage.read_bytes(ref.classifier_path))
     return Scorers(
         perplexity=load_perplexity_model(storage, ref, cache),
         bucket_cutoffs=ref.bucket_cutoffs,
-        quality=load_quality_classifier(
-            config.quality_classifier, storage.read_bytes(classifier) if classifier else None
-        ),
+        quality=load_quality_classifier(config.quality_classifier, trained.quality,
+                                        trained.quality_features),  # fmt: skip
         toxicity=load_toxicity_scorer(config.toxicity),
-        domain=load_domain_classifier(config.domain_classifier),
+        domain=load_domain_classifier(config.domain_classifier, trained.domain, config.embedding),
         code_marker_lines=config.code.marker_lines,
         max_chars=config.max_doc_chars,
+        language=LanguageIdentifier(config.language_id),
+        embedding=config.embedding,
     )
 
 
+def load_worker_scorers(
+    storage: Storage, ref: ReferenceLM, config: QualityConfig
+) -> tuple[Scorers, tempfile.TemporaryDirectory]:
+    """A worker's models, loaded once (the folder holds a remote KenLM copy while it lives)."""
+    cache = tempfile.TemporaryDirectory(prefix="quality-")
+    return load_scorers(storage, ref, config, cache.name), cache
+
+
+def score_shard(
+    storage: Storage, is_code: bool, batch_size: int, folder: str,
+    state: tuple[Scorers, tempfile.TemporaryDirectory], job: tuple[int, ShardInfo],
+) -> list[ShardInfo]:  # fmt: skip
+    """Scores of one document shard, written as ``{folder}/part-<index>-*`` (one engine task)."""
+    index, shard = job
+    scorers = state[0]
+    writer = ShardWriter(storage, folder, KEPT_SCHEMA, prefix=f"part-{index:05d}")
+    for batch in storage.read_table(shard.path).to_batches(max_chunksize=batch_size):
+        docs = batch.to_pylist()
+        for doc, scores in zip(docs, score_texts([d["text"] for d in docs], is_code, scorers),
+                               strict=True):  # fmt: skip
+            writer.write_row({**doc, **scores})
+    return writer.close()
+
+
 def _score_pass(
-    storage: Storage, documents: ShardManifest, is_code: bool, scorers: Scorers,
-    writer: ShardWriter, summary: ScoreSummary, batch_size: int,
-) -> None:  # fmt: skip
+    storage: Storage, documents: ShardManifest, is_code: bool, reference_lm: ReferenceLM,
+    config: QualityConfig, folder: str, engine: ShardMap,
+) -> list[ShardInfo]:  # fmt: skip
+    """Pass 1, one task per document shard on ``engine``; the models load once per worker."""
     progress = Progress(f"{ASSET}[{documents.partition}] scoring", documents.rows, log)
-    for _, table in iter_shard_tables(storage, documents.shards):
-        for batch in table.to_batches(max_chunksize=batch_size):
-            docs = batch.to_pylist()
-            for doc, scores in zip(docs, score_texts([d["text"] for d in docs], is_code, scorers),
-                                   strict=True):  # fmt: skip
-                summary.add(scores)
-                writer.write_row({**doc, **scores})
-            progress.advance(len(docs))
+    written = engine.map_with_state(
+        partial(load_worker_scorers, storage, reference_lm, config),
+        partial(score_shard, storage, is_code, config.batch_size, folder),
+        list(enumerate(documents.shards)),
+        on_result=lambda shards: progress.advance(sum(s.rows for s in shards)),
+    )
     progress.finish()
+    return [shard for shards in written for shard in shards]
+
+
+def _summarize(storage: Storage, shards: list[ShardInfo], summary: ScoreSummary) -> None:
+    """Add every stored score row to the histograms."""
+    for _, table in iter_shard_tables(storage, shards):
+        for row in table.to_pylist():
+            summary.add(row)
 
 
 def scoring_fingerprint(
@@ -157,7 +208,9 @@ def scoring_fingerprint(
         "reference_lm": reference_lm.model_dump(mode="json", exclude=MODEL_PATHS),
         "models": [config.quality_classifier.model_dump(mode="json"),
                    config.toxicity.model_dump(mode="json"),
-                   config.domain_classifier.model_dump(mode="json")],
+                   config.domain_classifier.model_dump(mode="json"),
+                   config.embedding.model_dump(mode="json", exclude={"device", "batch_size"}),
+                   config.language_id.model_dump(mode="json")],
         "code_marker_lines": config.code.marker_lines,
         "max_doc_chars": config.max_doc_chars,
         "is_code": is_code,
@@ -177,9 +230,7 @@ def _cached_scores(
     if index.get("fingerprint") != fingerprint:
         return None
     shards = [ShardInfo.model_validate(s) for s in index["shards"]]
-    for _, table in iter_shard_tables(storage, shards):
-        for row in table.to_pylist():
-            summary.add(row)
+    _summarize(storage, shards, summary)
     return shards
 
 
@@ -204,16 +255,21 @@ def score_quality(
     domain: str,
     reference_lm: ReferenceLM,
     config: QualityConfig,
+    shard_map: ShardMap | None = None,
 ) -> ShardManifest:
-    """Score, decide and write one domain partition; see the module docstring.
+    """Score, decide and write one domain partition; see the module docstring. Scoring runs
+    one task per document shard on ``shard_map`` (default: inline on this machine).
 
     Returns the manifest of the kept set (``shards``) with the drops; ``extra`` holds the scored
     shards, keep rates per reason and per domain, the histogram PNG path and the attribute
     distributions.
     """
     is_code = domain in config.code_domains
+    engine = local_or(shard_map)
+    engine.require_shared_root(storage.root)
     fingerprint = scoring_fingerprint(documents, reference_lm, config, is_code)
-    decision = {"preset": config.preset, "max_perplexity": config.max_perplexity,
+    decision = {"preset": config.active_preset().model_dump(mode="json"),
+                "max_perplexity": config.max_perplexity,
                 "rules": config.model_dump(mode="json", include={"heuristics", "gopher", "code"})}
     version_id = content_version(ASSET, CODE_VERSION, decision, [fingerprint])  # fmt: skip
 
@@ -224,12 +280,9 @@ def score_quality(
         reused = pass1_shards is not None
         if pass1_shards is None:
             storage.rm(scores_dir)
-            pass1 = ShardWriter(storage, posixpath.join(scores_dir, fingerprint[:16]), KEPT_SCHEMA)
-            with tempfile.TemporaryDirectory(prefix="quality-") as cache:
-                scorers = load_scorers(storage, reference_lm, config, cache)
-                _score_pass(storage, documents, is_code, scorers, pass1, summary,
-                            config.batch_size)  # fmt: skip
-            pass1_shards = pass1.close()
+            pass1_shards = _score_pass(storage, documents, is_code, reference_lm, config,
+                                       posixpath.join(scores_dir, fingerprint[:16]), engine)
+            _summarize(storage, pass1_shards, summary)
             index = {"fingerprint": fingerprint, "shards": [s.model_dump() for s in pass1_shards]}
             storage.write_json(posixpath.join(scores_dir, SCORES_INDEX), index)
         manifest = _decide(storage, domain, reference_lm, config, pass1_shards, summary,
@@ -245,7 +298,7 @@ def _decide(
     pass1_shards: list[ShardInfo], summary: ScoreSummary, base: str,
 ) -> ShardManifest:  # fmt: skip
     """Apply the preset to the stored scores: the scored set, the kept set and the drops."""
-    preset = get_preset(config.preset)
+    preset = config.active_preset()
     least_toxic_below = None
     if preset.drop_least_toxic_fraction:
         least_toxic_below = summary.toxicity_quantile(preset.drop_least_toxic_fraction)
@@ -256,6 +309,7 @@ def _decide(
     fails: Counter[str] = Counter()
     first_reasons: Counter[str] = Counter()
     per_domain_in: Counter[str] = Counter()
+    languages: Counter[str] = Counter()  # identified languages of the scored prose
     per_domain_kept: Counter[str] = Counter()
     total = 0
     for _, table in iter_shard_tables(storage, pass1_shards):
@@ -263,6 +317,8 @@ def _decide(
             reasons = failed_reasons(row, rules, config.max_perplexity, preset, least_toxic_below)
             total += 1
             per_domain_in[row["domain"]] += 1
+            if row["language_score"] is not None:
+                languages[row["language"]] += 1
             fails.update(set(reasons))
             scored.write_row({**row, "preset": preset.name, "keep": not reasons,
                               "reasons": reasons})  # fmt: skip
@@ -296,6 +352,7 @@ def _decide(
             else {},
             "drops_per_first_reason": dict(sorted(first_reasons.items())),
             "keep_rate_per_domain": {d: per_domain_kept[d] / n for d, n in per_domain_in.items()},
+            "language_counts": dict(languages.most_common()),
             "perplexity_histogram_png": png_rel,
             "bucket_cutoffs": list(reference_lm.bucket_cutoffs),
             "distributions": summary.distributions(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from itertools import chain
 from string import ascii_letters
 
 import regex
@@ -206,7 +207,7 @@ def _chunk_tokens(chunk: str) -> tuple[str, ...]:
 
 def gopher_words(text: str) -> list[str]:
     """Word and punctuation tokens, cut where spaCy's English tokenizer cuts them."""
-    return [token for chunk in text.split() for token in _chunk_tokens(chunk)]
+    return list(chain.from_iterable(map(_chunk_tokens, text.split())))
 
 
 def whitespace_words(text: str) -> list[str]:

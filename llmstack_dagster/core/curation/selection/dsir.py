@@ -16,6 +16,7 @@ import json
 import posixpath
 import zlib
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +29,10 @@ from llmstack_dagster.core.curation.selection.shard_tables import (
     iter_column_batches,
     unified_schema,
 )
+from llmstack_dagster.core.scale.shard_map import ShardMap, local_or
 from llmstack_dagster.core.schema import DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
+    ShardInfo,
     ShardManifest,
     ShardWriter,
     Storage,
@@ -170,26 +173,68 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
     return dict(zip(["min", "p10", "p50", "p90", "max"], map(float, qs), strict=True))
 
 
+def featurize_shard(
+    storage: Storage, config: DSIRConfig, shard: ShardInfo
+) -> tuple[np.ndarray, np.ndarray]:
+    """One shard's summed bucket counts and each of its documents' n-gram count."""
+    hasher = config.hasher()
+    counts = np.zeros(hasher.num_buckets, dtype=np.int64)
+    per_doc = [np.zeros(0, dtype=np.int64)]
+    for texts in iter_column_batches(storage, [shard], "text", config.batch_size):
+        batch = hasher.hash_batch(texts)
+        counts += batch.bucket_counts(hasher.num_buckets)
+        per_doc.append(np.bincount(batch.doc_of, minlength=len(batch.lengths)))
+    return counts, np.concatenate(per_doc)
+
+
+def weigh_shard(
+    storage: Storage, config: DSIRConfig, log_ratio: np.ndarray, shard: ShardInfo
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-importance weight and word-token count of each document of one shard."""
+    batches = iter_column_batches(storage, [shard], "text", config.batch_size)
+    return log_importance_weights(batches, config.hasher(), log_ratio)
+
+
+def raw_bucket_counts(
+    storage: Storage, documents: ShardManifest, config: DSIRConfig, engine: ShardMap
+) -> np.ndarray:
+    """:func:`fit_bucket_counts` over the domain with its cap, one engine task per shard: the
+    shard where the cap falls is refitted up to the document that passes it."""
+    features = engine.map(partial(featurize_shard, storage, config), documents.shards)
+    counts = np.zeros(config.num_buckets, dtype=np.int64)
+    cap = config.raw_fit_max_ngrams
+    for shard, (shard_counts, per_doc) in zip(documents.shards, features, strict=True):
+        if cap is not None and int(counts.sum()) + int(per_doc.sum()) > cap:
+            batches = iter_column_batches(storage, [shard], "text", config.batch_size)
+            return counts + fit_bucket_counts(batches, config.hasher(), cap - int(counts.sum()))
+        counts += shard_counts
+    return counts
+
+
 def select_dsir(
     storage: Storage,
     documents: ShardManifest,
     domain: str,
     target_counts: np.ndarray,
     config: DSIRConfig | None = None,
+    shard_map: ShardMap | None = None,
 ) -> ShardManifest:
     """Run DSIR on one domain's documents; returns the ``dsir_selected`` manifest.
 
     Kept documents keep all their columns plus ``dsir_log_weight``; the others are drops with
     reason ``dsir_not_selected`` (or ``dsir_too_short``) and their weight in ``detail``.
+    Featurization and weighting run one task per shard on ``shard_map`` (default inline).
     """
     config = config or DSIRConfig()
+    engine = local_or(shard_map)
+    engine.require_shared_root(storage.root)
     target_hash = hashlib.sha256(np.ascontiguousarray(target_counts).tobytes()).hexdigest()
     version_id = content_version(
         ASSET, CODE_VERSION, config, [documents.content_version, target_hash]
     )
     return build_version(
         storage, ASSET, domain, version_id,
-        lambda v: _select(storage, documents, domain, target_counts, config, v.folder),
+        lambda v: _select(storage, documents, domain, target_counts, config, v.folder, engine),
     )  # fmt: skip
 
 
@@ -200,17 +245,16 @@ def _select(
     target_counts: np.ndarray,
     config: DSIRConfig,
     folder: str,
+    engine: ShardMap,
 ) -> ShardManifest:
-    hasher = config.hasher()
     if len(target_counts) != config.num_buckets:
         raise ValueError(f"target has {len(target_counts)} buckets, config {config.num_buckets}")
 
-    def texts() -> Iterator[list[str]]:
-        return iter_column_batches(storage, documents.shards, "text", config.batch_size)
-
-    raw_counts = fit_bucket_counts(texts(), hasher, config.raw_fit_max_ngrams)
+    raw_counts = raw_bucket_counts(storage, documents, config, engine)
     log_ratio = log_importance_ratio(target_counts, raw_counts, config.epsilon)
-    log_weights, lengths = log_importance_weights(texts(), hasher, log_ratio)
+    weighed = engine.map(partial(weigh_shard, storage, config, log_ratio), documents.shards)
+    log_weights = np.concatenate([np.empty(0)] + [w for w, _ in weighed])
+    lengths = np.concatenate([np.empty(0, dtype=np.int64)] + [n for _, n in weighed])
     selected, too_short = select_indices(log_weights, lengths, domain, config)
 
     ratio_path = posixpath.join(folder, "log_ratio.npy")

@@ -49,7 +49,7 @@ from llmstack_dagster.core.storage import (
 )
 
 ASSET = "sampled_mixture"
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: UniMax across prose languages, then their sources
 BUCKET_COLUMN = "mixture_bucket"
 EPOCH_COLUMN = "mixture_epoch"
 MIXTURE_SCHEMA = pa.schema(
@@ -86,11 +86,11 @@ def _bucket_numbers(
     for row, parts in enumerate(zip(domains, sources, languages, *labels.values(), strict=True)):
         domain, source, language, *values = parts
         code = domain in config.code_domains
-        signature = (domain, source, (language or UNKNOWN) if code else None, *values)
+        signature = (domain, source, (language or UNKNOWN) if code else language, *values)
         if signature not in numbers:
             attributes = dict(zip(names, values, strict=True))
             key_parts = [f"domain={domain}", f"source={source}"]
-            if code:
+            if code or language is not None:
                 attributes = {"language": signature[2], **attributes}
             key_parts += [f"{k}={v}" for k, v in attributes.items()]
             numbers[signature] = len(index.buckets)
@@ -99,8 +99,9 @@ def _bucket_numbers(
                     key="|".join(key_parts),
                     domain=domain,
                     source=source,
-                    unit=signature[2] if code else source,
+                    unit=signature[2] if code else prose_unit(source, language),
                     strategy="alpha" if code else "unimax",
+                    language=None if code else language,
                     attributes=attributes,
                     documents=0,
                     tokens=0,
@@ -109,6 +110,12 @@ def _bucket_numbers(
             )
         out[row] = numbers[signature]
     return out
+
+
+def prose_unit(source: str, language: str | None) -> str:
+    """A prose sampling unit: a source's documents in one language (``source:language``), or
+    the source when its documents carry no language."""
+    return source if language is None else f"{source}:{language}"
 
 
 def index_documents(

@@ -1,13 +1,14 @@
-"""The mixture plan: a token budget split over sources (UniMax), code languages (alpha
-sampling) and, inside each, attribute buckets.
+"""The mixture plan: a token budget split over prose languages and their sources (UniMax at
+both levels), code languages (alpha sampling) and, inside each, attribute buckets.
 
 1. The budget is split between prose and code: ``code_share`` of it (default 0.10, the seed's
    data sourcing: 212B code tokens of about 2.0T, ~10%; see ``references/alpha-sampling.md``),
    or code's natural share of the available tokens when ``code_share`` is None. The share is
    one of the planned mixture: when prose falls short of its part (every source at its epoch
    cap), code's part shrinks with it, so code stays ``code_share`` of what is sampled.
-2. Prose sources get UniMax allocations (capped at ``max_epochs``); code languages get
-   ``p_i ∝ q_i ** exponent`` of the code budget (not capped: above one epoch they repeat).
+2. Prose gets UniMax over its languages (the identified ``language``; ``unknown`` when
+   missing), then UniMax over each language's sources (both capped at ``max_epochs``); code
+   languages get ``p_i ∝ q_i ** exponent`` of the code budget (capped the same way).
 3. Inside a source or language, bucket ``b`` gets a share ``∝ attribute_weight_b x
    recency_tokens_b`` (tokens weighted by recency; equal to tokens without a half-life).
    Buckets with weight 0 are excluded and do not count towards the source's size.
@@ -22,10 +23,16 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from llmstack_dagster.core.curation.selection.alpha import AlphaConfig, capped_alpha_allocation
-from llmstack_dagster.core.curation.selection.attribute_buckets import AttributeBucketConfig
+from llmstack_dagster.core.curation.selection.attribute_buckets import (
+    UNKNOWN,
+    AttributeBucketConfig,
+)
+from llmstack_dagster.core.curation.selection.language_unimax import (
+    language_totals,
+    language_unimax_allocation,
+)
 from llmstack_dagster.core.curation.selection.temporal import TemporalConfig
 from llmstack_dagster.core.curation.selection.token_estimate import TokenEstimatorConfig
-from llmstack_dagster.core.curation.selection.unimax import unimax_allocation
 
 Strategy = Literal["unimax", "alpha"]
 # The seed's data sourcing plans 212B code tokens of about 2.0T (10.6%), rounded to 10%.
@@ -58,8 +65,10 @@ class BucketStats(BaseModel):
     key: str
     domain: str
     source: str
-    unit: str = Field(description="the sampling unit: the source, or the code language")
+    unit: str = Field(description="the sampling unit: the source (per language), or the code "
+                      "language")
     strategy: Strategy
+    language: str | None = Field(None, description="prose: the documents' language")
     attributes: dict[str, str] = Field(default_factory=dict)
     documents: int
     tokens: int
@@ -71,8 +80,19 @@ class BucketStats(BaseModel):
 class UnitPlan(BaseModel):
     unit: str
     strategy: Strategy
+    language: str | None = None
     available_tokens: int
     natural_share: float = Field(description="share of its strategy's available tokens")
+    weight: float = Field(description="share of the planned mixture")
+    epochs: float
+    sampled_tokens: float
+
+
+class LanguagePlan(BaseModel):
+    """One prose language's level-1 UniMax allocation."""
+
+    language: str
+    available_tokens: int
     weight: float = Field(description="share of the planned mixture")
     epochs: float
     sampled_tokens: float
@@ -109,6 +129,7 @@ class MixturePlan(BaseModel):
     created_min: datetime | None = Field(description="data date range of the planned mixture")
     created_max: datetime | None
     units: list[UnitPlan]
+    languages: list[LanguagePlan] = Field(default_factory=list)
     buckets: list[BucketPlan]
 
 
@@ -133,8 +154,11 @@ def plan_mixture(
         "unimax": defaultdict(float),
         "alpha": defaultdict(float),
     }
+    language_of: dict[str, str] = {}
     for s in eligible:
         sizes[s.strategy][s.unit] += s.tokens
+        if s.strategy == "unimax":
+            language_of[s.unit] = s.language or UNKNOWN
     unimax_budget, alpha_budget = _split_budget(
         config.token_budget,
         sum(sizes["unimax"].values()),
@@ -142,7 +166,9 @@ def plan_mixture(
         config.code_share,
     )
     exponent = config.alpha.exponent()
-    prose = unimax_allocation(sizes["unimax"], unimax_budget, config.max_epochs)
+    prose = language_unimax_allocation(
+        sizes["unimax"], language_of, unimax_budget, config.max_epochs
+    )
     prose_tokens = sum(prose.values())
     share = config.code_share
     if share is not None and share < 1.0 and prose_tokens < unimax_budget:
@@ -191,6 +217,7 @@ def plan_mixture(
                 UnitPlan(
                     unit=unit,
                     strategy=strategy,
+                    language=language_of.get(unit),
                     available_tokens=int(size),
                     natural_share=size / total,
                     weight=tokens / planned if planned else 0.0,
@@ -215,5 +242,26 @@ def plan_mixture(
         created_min=min(starts, default=None),
         created_max=max(ends, default=None),
         units=units,
+        languages=_language_plans(sizes["unimax"], prose, language_of, planned),
         buckets=buckets,
     )
+
+
+def _language_plans(
+    sizes: dict[str, float],
+    sampled: dict[str, float],
+    language_of: dict[str, str],
+    planned: float,
+) -> list[LanguagePlan]:
+    available = language_totals(sizes, language_of)
+    tokens = language_totals(sampled, language_of)
+    return [
+        LanguagePlan(
+            language=language,
+            available_tokens=int(size),
+            weight=tokens[language] / planned if planned else 0.0,
+            epochs=tokens[language] / size if size else 0.0,
+            sampled_tokens=tokens[language],
+        )
+        for language, size in sorted(available.items())
+    ]

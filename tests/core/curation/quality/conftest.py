@@ -14,9 +14,7 @@ from quality_data import (
     write_docs,
 )
 
-from llmstack_dagster.core.curation.quality.attributes.quality_classifier import (
-    QualityClassifierConfig,
-)
+from llmstack_dagster.core.curation.quality.attributes.training import AttributeTrainingConfig
 from llmstack_dagster.core.curation.quality.reference_lm import (
     ReferenceLM,
     ReferenceLMConfig,
@@ -29,7 +27,7 @@ TEST_LM_CONFIG = ReferenceLMConfig(
     vocab_size=4000,
     reference_sample_docs=160,
     web_sample_docs=160,
-    classifier=QualityClassifierConfig(),
+    classifier=AttributeTrainingConfig(),
 )
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from llmstack_dagster.core.curation.quality.normalize import normalize_line, normalized_lines
+from llmstack_dagster.core.curation.quality.normalize import (
+    normalize_document,
+    normalize_line,
+    normalized_lines,
+)
 
 
 def test_normalize_line() -> None:
@@ -13,3 +17,9 @@ def test_normalize_line() -> None:
 
 def test_normalized_lines_drop_blank_lines() -> None:
     assert normalized_lines("One 1\n\n  \nTWO") == ["one 0", "two"]
+
+
+def test_normalize_document_joins_lines_like_ccnet() -> None:
+    # cc_net's text_normalizer removes newlines and tabs (non-printing) without a space
+    assert normalize_document("Line One 12.\n\nCafé\tTwo\r\n") == "line one 00.cafetwo"
+    assert normalize_document(" \n \n") == ""

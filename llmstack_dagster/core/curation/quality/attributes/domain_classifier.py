@@ -1,18 +1,23 @@
 """Domain category among the 26 labels of NVIDIA's domain classifier.
 
-Default: zero-shot, cosine similarity between the document's MiniLM embedding and an embedded
-description of each category, softmax with a temperature. HF option: ``nvidia/domain-classifier``.
+Default (``pipeline``): logistic regression on hashed word n-grams, trained by ``reference_lm``
+on the labels of the MiniLM zero-shot classifier (:mod:`.training`). ``zero_shot``: cosine
+similarity between the document's sentence embedding and an embedded description of each
+category, softmax with a temperature. HF option: ``nvidia/domain-classifier``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
+from sklearn.base import ClassifierMixin
 
-from llmstack_dagster.core.curation.quality.attributes.embeddings import embed
+from llmstack_dagster.core.curation.quality.attributes.embeddings import EmbeddingConfig, embed
+from llmstack_dagster.core.curation.quality.attributes.features import DocumentFeatures
 from llmstack_dagster.core.curation.quality.attributes.hf import nvidia_deberta_classifier
 
 DOMAIN_DESCRIPTIONS = {
@@ -48,35 +53,51 @@ DOMAIN_LABELS = tuple(DOMAIN_DESCRIPTIONS)
 
 
 class DomainClassifierConfig(BaseModel):
-    backend: Literal["zero_shot", "hf"] = "zero_shot"
+    backend: Literal["pipeline", "zero_shot", "hf"] = "pipeline"
     hf_model: str = "nvidia/domain-classifier"
     temperature: float = 0.05
+    regularization_c: float = 10.0
 
 
-DomainPredictor = Callable[[list[str]], tuple[list[str], np.ndarray]]
+DomainPredictor = Callable[[DocumentFeatures], tuple[list[str], np.ndarray]]
 
 
-def load_domain_classifier(config: DomainClassifierConfig) -> DomainPredictor:
-    """A function texts -> (labels, probability of each label)."""
+def _best(probs: np.ndarray, labels: list[str] | tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    best = probs.argmax(axis=1)
+    return [labels[i] for i in best], probs[np.arange(len(best)), best]
+
+
+@lru_cache(maxsize=2)
+def _prototypes(embedding: EmbeddingConfig) -> np.ndarray:
+    return embed([f"{label.replace('_', ' ')}: {desc}"
+                  for label, desc in DOMAIN_DESCRIPTIONS.items()], embedding)  # fmt: skip
+
+
+def zero_shot_domains(
+    embeddings: np.ndarray, config: DomainClassifierConfig, embedding: EmbeddingConfig
+) -> tuple[list[str], np.ndarray]:
+    """(label, its probability) per unit-norm embedding: softmax of the cosine similarity to
+    each category's embedded description over ``temperature``."""
+    logits = embeddings @ _prototypes(embedding).T / config.temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    return _best(probs / probs.sum(axis=1, keepdims=True), DOMAIN_LABELS)
+
+
+def load_domain_classifier(
+    config: DomainClassifierConfig,
+    model: ClassifierMixin | None = None,
+    embedding: EmbeddingConfig | None = None,
+) -> DomainPredictor:
+    """A function features -> (labels, probability of each label); ``model`` (on hashed
+    n-grams) comes from ``reference_lm``."""
     if config.backend == "hf":
         predict_proba, labels = nvidia_deberta_classifier(config.hf_model)
-
-        def hf_predict(texts: list[str]) -> tuple[list[str], np.ndarray]:
-            probs = predict_proba(texts)
-            best = probs.argmax(axis=1)
-            return [labels[i] for i in best], probs[np.arange(len(texts)), best]
-
-        return hf_predict
-    prototypes = embed(
-        [f"{label.replace('_', ' ')}: {desc}" for label, desc in DOMAIN_DESCRIPTIONS.items()]
-    )
-
-    def zero_shot(texts: list[str]) -> tuple[list[str], np.ndarray]:
-        logits = embed(texts) @ prototypes.T / config.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        best = probs.argmax(axis=1)
-        return [DOMAIN_LABELS[i] for i in best], probs[np.arange(len(texts)), best]
-
-    return zero_shot
+        return lambda features: _best(predict_proba(features.texts), labels)
+    if config.backend == "zero_shot":
+        embedding = embedding or EmbeddingConfig()
+        return lambda features: zero_shot_domains(features.embeddings, config, embedding)
+    if model is None:
+        raise ValueError("the pipeline domain classifier needs the model trained by reference_lm")
+    labels = [str(label) for label in model.classes_]
+    return lambda features: _best(model.predict_proba(features.hashed), labels)

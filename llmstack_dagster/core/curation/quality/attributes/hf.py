@@ -20,7 +20,7 @@ class HubModelError(RuntimeError):
     """A hub model could not be loaded (hub unreachable, unknown id, wrong format)."""
 
 
-def _hub_error(model_id: str, err: Exception) -> HubModelError:
+def hub_error(model_id: str, err: Exception) -> HubModelError:
     return HubModelError(
         f"could not load Hugging Face model {model_id!r} ({type(err).__name__}: {err}); "
         "is the hub reachable (HF_HUB_OFFLINE unset, network) or the model cached?"
@@ -49,7 +49,7 @@ def nvidia_deberta_classifier(model_id: str) -> tuple[Callable[[list[str]], np.n
         head.load_state_dict({k.removeprefix("fc."): v for k, v in state.items() if "fc." in k})
         tokenizer = AutoTokenizer.from_pretrained(model_id)
     except Exception as err:  # the boundary: report which model failed and why
-        raise _hub_error(model_id, err) from err
+        raise hub_error(model_id, err) from err
     encoder.eval()
 
     def predict_proba(texts: list[str]) -> np.ndarray:
@@ -70,7 +70,7 @@ def text_classification_pipeline(model_id: str) -> Callable[[list[str]], list[li
 
         classifier = pipeline("text-classification", model=model_id, device="cpu")
     except Exception as err:
-        raise _hub_error(model_id, err) from err
+        raise hub_error(model_id, err) from err
 
     def classify(texts: list[str]) -> list[list[dict]]:
         return classifier(texts, top_k=None, truncation=True, max_length=MAX_TOKENS)

@@ -21,11 +21,14 @@ from llmstack_dagster.core.curation.quality.attributes.quality_classifier import
     QualityClassifierConfig, load_quality_classifier)
 from llmstack_dagster.core.curation.quality.attributes.toxicity import (
     ToxicityConfig, load_toxicity_scorer)
+from llmstack_dagster.core.curation.quality.attributes.embeddings import EmbeddingConfig, embed
 
 loaders = {
     "quality": lambda: load_quality_classifier(QualityClassifierConfig(backend="hf"), None),
     "domain": lambda: load_domain_classifier(DomainClassifierConfig(backend="hf")),
     "toxicity": lambda: load_toxicity_scorer(ToxicityConfig(backend="hf")),
+    "embedding": lambda: embed(
+        ["x"], EmbeddingConfig(model="sentence-transformers/all-mpnet-base-v2")),
 }
 out = {}
 for name, load in loaders.items():
@@ -43,6 +46,7 @@ MODEL_IDS = {
     "quality": "nvidia/quality-classifier-deberta",
     "domain": "nvidia/domain-classifier",
     "toxicity": "s-nlp/roberta_toxicity_classifier",
+    "embedding": "sentence-transformers/all-mpnet-base-v2",
 }
 
 
