@@ -209,8 +209,8 @@ SMOKE: dict[str, dict[str, Any]] = {
         "checkpoint_every": 3,
         "log_every": 3,
     },
-    "rl_prompts": {**DEMO["rl_prompts"], "gsm8k": 12, "red_team": 4, "safe": 4,
-                   "val_fraction": 0.4},  # fmt: skip
+    "rl_prompts": {**DEMO["rl_prompts"], "gsm8k": 12, "red_team": 6, "safe": 8,
+                   "val_fraction": 0.4, "max_prompt_len": 224},  # fmt: skip
     "rl_checkpoint": {
         **DEMO["rl_checkpoint"],
         "max_new_tokens": 16,

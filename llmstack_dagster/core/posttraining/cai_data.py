@@ -29,26 +29,23 @@ from pydantic import BaseModel, TypeAdapter
 from llmstack_dagster.core.chat.conversation import Conversation, Turn
 from llmstack_dagster.core.chat.render import ChatRenderer, RenderError
 from llmstack_dagster.core.chat.sft_build import SeededSplit, Split
-from llmstack_dagster.core.chat.sft_render import copy_tokenizer
 from llmstack_dagster.core.evaluation.eval_sets import RED_TEAM_PATH, red_team_split, seeded_subset
 from llmstack_dagster.core.posttraining.cai_chains import RedTeamPrompt
 from llmstack_dagster.core.posttraining.constitution import DEFAULT_CONSTITUTION
 from llmstack_dagster.core.posttraining.preference_build import (
     PreferenceBuildConfig,
     render_pair,
-    template_name,
+    write_preference_index,
 )
 from llmstack_dagster.core.posttraining.preference_index import (
     PAIR_SCHEMA,
     PAIR_TEXT_SCHEMA,
-    PREFERENCE_INDEX_FILE,
     PreferenceIndex,
     PreferenceShard,
 )
 from llmstack_dagster.core.posttraining.preference_sources import PreferencePair
 from llmstack_dagster.core.schema import DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import OutputVersion, ShardInfo, ShardWriter, Storage
-from llmstack_dagster.core.training.tokenizer import load_tokenizer, tokenizer_hash
 
 BORDERLINE_FILE = DEFAULT_CONSTITUTION.parent / "borderline_helpful.yaml"
 LABELLED_PAIR_SCHEMA = PAIR_SCHEMA.append(pa.field("label", pa.float32(), nullable=False))
@@ -166,19 +163,5 @@ def write_labelled_pairs(
                               rows=info.rows)
               for split in ("train", "val") for info in rows[split].close()]  # fmt: skip
     text.close()
-    copy_tokenizer(storage, tokenizer_path, folder)
-    index = PreferenceIndex(
-        vocab_size=load_tokenizer(tokenizer_path).get_vocab_size(),
-        eos_id=renderer.eos_id,
-        pad_id=renderer.pad_id,
-        end_turn_id=renderer.end_turn_id,
-        tokenizer_hash=tokenizer_hash(tokenizer_path),
-        template=template_name(renderer, tokenizer_path),
-        data_version=version.content_version,
-        max_len=config.max_len,
-        max_prompt_len=config.max_prompt_len,
-        shards=shards,
-    )
-    storage.write_bytes(posixpath.join(folder, PREFERENCE_INDEX_FILE),
-                        index.model_dump_json(indent=2).encode())  # fmt: skip
+    index = write_preference_index(storage, version, renderer, tokenizer_path, config, shards)
     return index, drops.close(), counts

@@ -24,7 +24,7 @@ import torch
 
 from llmstack_dagster.core.posttraining.logprobs import pair_rows
 from llmstack_dagster.core.posttraining.preference_index import PreferenceIndex
-from llmstack_dagster.core.training.data_loader import Batch, LoaderPosition
+from llmstack_dagster.core.training.data_loader import Batch, EpochOrder, LoaderPosition
 
 
 class PreferencePairs:
@@ -86,13 +86,7 @@ class PairBatches:
                  zip(pairs.prompts, pairs.chosen, pairs.rejected, strict=True)]  # fmt: skip
         self.tokens_per_step = int(self.global_batch * np.mean(sizes))  # on average, for tokens/s
         self.position = LoaderPosition()
-        self._order_epoch, self._order = -1, np.zeros(0, dtype=np.int64)
-
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        if epoch != self._order_epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._order, self._order_epoch = rng.permutation(len(self.pairs)), epoch
-        return self._order
+        self._epoch_order = EpochOrder(len(pairs), seed)
 
     def next_step(self) -> list[Batch]:
         """This rank's micro-batches for the next optimizer step; advances the position."""

@@ -307,7 +307,20 @@ def build_preference_dataset(
     for cfg in sources:
         builder.source(cfg)
     shards, drops = builder.close(folder)
-    copy_tokenizer(storage, tokenizer_path, folder)
+    index = write_preference_index(storage, version, renderer, tokenizer_path, config, shards)
+    return index, drops, builder.stats
+
+
+def write_preference_index(
+    storage: Storage,
+    version: OutputVersion,
+    renderer: ChatRenderer,
+    tokenizer_path: Path,
+    config: PreferenceBuildConfig,
+    shards: list[PreferenceShard],
+) -> PreferenceIndex:
+    """Copy the tokenizer into the version's folder and write its index last."""
+    copy_tokenizer(storage, tokenizer_path, version.folder)
     index = PreferenceIndex(
         vocab_size=load_tokenizer(tokenizer_path).get_vocab_size(),
         eos_id=renderer.eos_id,
@@ -320,6 +333,6 @@ def build_preference_dataset(
         max_prompt_len=config.max_prompt_len,
         shards=shards,
     )
-    path = posixpath.join(folder, PREFERENCE_INDEX_FILE)
+    path = posixpath.join(version.folder, PREFERENCE_INDEX_FILE)
     storage.write_bytes(path, index.model_dump_json(indent=2).encode())
-    return index, drops, builder.stats
+    return index

@@ -31,7 +31,7 @@ from llmstack_dagster.core.posttraining.grpo_config import GRPOConfig
 from llmstack_dagster.core.posttraining.grpo_loss import group_advantages
 from llmstack_dagster.core.posttraining.logprobs import pair_rows
 from llmstack_dagster.core.posttraining.rewards import Completions, Reward, RLPrompt, score_all
-from llmstack_dagster.core.training.data_loader import Batch, LoaderPosition
+from llmstack_dagster.core.training.data_loader import Batch, EpochOrder, LoaderPosition
 
 STAT_PREFIX = "stat_"  # batch entries the objective reports as metrics as they are
 
@@ -143,13 +143,7 @@ class Rollouts:
         self.rewards: Sequence[Reward] = ()
         self._buffer: list[Batch] = []
         self._uses_left = 0
-        self._order_epoch, self._order = -1, np.zeros(0, dtype=np.int64)
-
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        if epoch != self._order_epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._order, self._order_epoch = rng.permutation(len(self.prompts)), epoch
-        return self._order
+        self._epoch_order = EpochOrder(len(prompts), seed)
 
     def next_step(self) -> list[Batch]:
         """The micro-batches of the current rollout batch; a new rollout every μ steps."""

@@ -30,6 +30,21 @@ class LoaderPosition(BaseModel):
     cursor: int = 0
 
 
+class EpochOrder:
+    """The order a stream visits its items in: a permutation seeded by ``(seed, epoch)``,
+    computed once per epoch."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+        self._epoch, self._order = -1, np.zeros(0, dtype=np.int64)
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._order, self._epoch = rng.permutation(self.size), epoch
+        return self._order
+
+
 class TokenWindows:
     """Random access to the ``seq_len + 1`` windows of a set of shards (memory-mapped)."""
 
@@ -78,14 +93,7 @@ class TrainBatches:
         if self.global_batch > len(windows):
             raise ValueError(f"global batch {self.global_batch} > {len(windows)} windows")
         self.position = position or LoaderPosition()
-        self._order_epoch = -1
-        self._order = np.empty(0, dtype=np.int64)
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch != self._order_epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._order, self._order_epoch = rng.permutation(len(self.windows)), epoch
-        return self._order
+        self._permutation = EpochOrder(len(windows), seed)
 
     def next_step(self) -> list[Batch]:
         """This rank's micro-batches for the next optimizer step; advances the position."""
