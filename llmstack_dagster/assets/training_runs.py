@@ -148,12 +148,13 @@ def training_metadata(
     store.write_bytes(curve_rel, loss_curve_png(outcome.metrics))
     final = outcome.final
     samples = str(outcome.metadata.get("samples", ""))
+    validation = validation_rows(final_val_metrics(outcome))  # none: a task without a loss (RL)
     return {
         "checkpoint": MetadataValue.path(str(outcome.checkpoint)),
         "hf_export": MetadataValue.path(str(outcome.hf_dir)),
         "steps": MetadataValue.int(int(final.get("step", 0))),
         **resume_metadata(run),
-        "validation": MetadataValue.md(markdown_table(validation_rows(final_val_metrics(outcome)))),
+        **({"validation": MetadataValue.md(markdown_table(validation))} if validation else {}),
         **({"samples": MetadataValue.md(samples)} if samples else {}),
         **samples_by_step(Path(run.current["run_dir"])),
         "final_metrics": MetadataValue.json(final),
