@@ -48,7 +48,7 @@ REMOVAL_SCHEMA = pa.schema(
 )
 
 
-def _ordered_shards(fingerprints: dict[str, ShardManifest], config: DedupConfig) -> list[ShardInfo]:
+def ordered_shards(fingerprints: dict[str, ShardManifest], config: DedupConfig) -> list[ShardInfo]:
     expected = config.signature_params()
     shards = []
     for domain in sorted(fingerprints):
@@ -104,7 +104,10 @@ def exact_duplicate_edges(hi: np.ndarray, lo: np.ndarray, rank: np.ndarray) -> n
 
 
 def _lsh_candidates(
-    storage: Storage, shards: list[ShardInfo], rank: np.ndarray, eligible: np.ndarray,
+    storage: Storage,
+    shards: list[ShardInfo],
+    rank: np.ndarray,
+    eligible: np.ndarray,
     config: DedupConfig,
 ) -> np.ndarray:
     """Distinct candidate pairs over all bands, one band in memory at a time."""
@@ -128,10 +131,14 @@ def find_duplicate_clusters(
     document by ``created`` (ties: smallest id) is kept and every other one is listed with
     reason ``exact_duplicate_of`` (same exact hash as the kept one) or ``near_duplicate_of``.
     """
-    settings = {"signature": config.signature_params(), "threshold": config.threshold,
-                "bucket_all_pairs_max": config.bucket_all_pairs_max}  # fmt: skip
+    settings = {
+        "signature": config.signature_params(),
+        "threshold": config.threshold,
+        "bucket_all_pairs_max": config.bucket_all_pairs_max,
+    }
     inputs = [f"{d}:{m.content_version}" for d, m in sorted(fingerprints.items())]
     version_id = content_version(ASSET, CODE_VERSION, settings, inputs)
+
     def build(version: OutputVersion) -> ShardManifest:
         return _cluster(storage, fingerprints, config, version.folder)
 
@@ -141,7 +148,7 @@ def find_duplicate_clusters(
 def _cluster(
     storage: Storage, fingerprints: dict[str, ShardManifest], config: DedupConfig, folder: str
 ) -> ShardManifest:
-    shards = _ordered_shards(fingerprints, config)
+    shards = ordered_shards(fingerprints, config)
     tables = [storage.read_table(s.path, columns=INDEX_COLUMNS) for s in shards]
     index = pa.concat_tables(tables) if tables else pa.table({c: [] for c in INDEX_COLUMNS})
     n = index.num_rows
@@ -158,17 +165,37 @@ def _cluster(
     edges = np.concatenate([exact, verified]) if n else np.zeros((0, 2), np.int64)
     roots = connected_components(n, edges[:, 0], edges[:, 1])
 
-    removals, sizes = _removals(index, rank, roots)
+    removals, sizes = cluster_removals(index, rank, roots)
     near = removals["reason"] == NEAR
     removals["jaccard"] = np.ones(len(removals["doc"]), dtype=np.float32)
     near_pairs = np.stack([removals["doc"][near], removals["kept"][near]], -1)
     removals["jaccard"][near] = _agreements(storage, shards, near_pairs, config)
 
+    return removal_manifest(
+        storage, folder, index, removals, sizes, config, len(candidates), len(verified)
+    )
+
+
+def removal_manifest(
+    storage: Storage,
+    folder: str,
+    index: pa.Table,
+    removals: dict[str, np.ndarray],
+    sizes: np.ndarray,
+    config: DedupConfig,
+    candidates: int,
+    verified: int,
+    extra: dict[str, Any] | None = None,
+) -> ShardManifest:
+    """Write the removal shards and describe them: counts, cluster statistics, the signature
+    settings (``extra`` adds an engine's own figures). The local and the shuffle runs share it,
+    so their outputs and manifests agree."""
+    n = index.num_rows
+    near = removals["reason"] == NEAR
     writer = ShardWriter(
         storage, folder, REMOVAL_SCHEMA, prefix="removals", max_rows=config.max_shard_rows
     )
     writer.write_table(_removal_table(index, removals))
-    stats = _stats(index, removals, sizes, config)
     return ShardManifest(
         asset=ASSET,
         partition=None,
@@ -179,19 +206,20 @@ def _cluster(
             "exact_removed": int((~near).sum()),
             "near_removed": int(near.sum()),
             "clusters": len(sizes),
-            "candidate_pairs": len(candidates),
-            "verified_pairs": len(verified),
+            "candidate_pairs": candidates,
+            "verified_pairs": verified,
         },
         extra={
-            **stats,
+            **_stats(index, removals, sizes, config),
             "signature_params": config.signature_params(),
             "threshold": config.threshold,
             "band_memory_bytes": n * (4 * config.rows_per_band + 16),
+            **(extra or {}),
         },
     )
 
 
-def _removals(
+def cluster_removals(
     index: pa.Table, rank: np.ndarray, roots: np.ndarray
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per removed document: its row, the kept row, reason, cluster id; and cluster sizes."""
@@ -206,9 +234,11 @@ def _removals(
     starts, sizes = starts[cluster_order], sizes[cluster_order]
     kept = np.repeat(order[starts], sizes - 1)
     cluster = np.repeat(np.arange(len(starts)), sizes - 1)
-    member_pos = np.concatenate(
-        [np.arange(s + 1, s + z) for s, z in zip(starts, sizes, strict=True)]
-    ) if len(starts) else np.zeros(0, dtype=np.int64)
+    member_pos = (
+        np.concatenate([np.arange(s + 1, s + z) for s, z in zip(starts, sizes, strict=True)])
+        if len(starts)
+        else np.zeros(0, dtype=np.int64)
+    )
     doc = order[member_pos].astype(np.int64)
     hi = index["hash_hi"].to_numpy()
     lo = index["hash_lo"].to_numpy()
@@ -250,8 +280,9 @@ def _stats(
     names = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     codes = encoded.indices.to_numpy()
     ids = index["id"]
-    totals = dict(zip(names.tolist(), np.bincount(codes, minlength=len(names)).tolist(),
-                      strict=True))
+    totals = dict(
+        zip(names.tolist(), np.bincount(codes, minlength=len(names)).tolist(), strict=True)
+    )
     removed_dom = names[codes[removals["doc"]]]
     kept_dom = names[codes[removals["kept"]]]
     per_domain = {}

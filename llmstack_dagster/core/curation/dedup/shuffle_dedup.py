@@ -29,12 +29,10 @@ from llmstack_dagster.core.curation.dedup.clusters import (
     CODE_VERSION,
     INDEX_COLUMNS,
     NEAR,
-    REMOVAL_SCHEMA,
-    _ordered_shards,
-    _removal_table,
-    _removals,
-    _stats,
+    cluster_removals,
     exact_duplicate_edges,
+    ordered_shards,
+    removal_manifest,
 )
 from llmstack_dagster.core.curation.dedup.config import DedupConfig
 from llmstack_dagster.core.curation.dedup.fingerprints import band_column
@@ -56,7 +54,6 @@ from llmstack_dagster.core.storage import (
     OutputVersion,
     ShardInfo,
     ShardManifest,
-    ShardWriter,
     Storage,
     build_version,
     content_version,
@@ -97,8 +94,11 @@ class ShuffleConfig(BaseModel):
 
 def clusters_version(fingerprints: dict[str, ShardManifest], config: DedupConfig) -> str:
     """The content version of the local runner: same inputs and settings, same output."""
-    settings = {"signature": config.signature_params(), "threshold": config.threshold,
-                "bucket_all_pairs_max": config.bucket_all_pairs_max}  # fmt: skip
+    settings = {
+        "signature": config.signature_params(),
+        "threshold": config.threshold,
+        "bucket_all_pairs_max": config.bucket_all_pairs_max,
+    }
     inputs = [f"{d}:{m.content_version}" for d, m in sorted(fingerprints.items())]
     return content_version(ASSET, CODE_VERSION, settings, inputs)
 
@@ -124,7 +124,11 @@ def find_duplicate_clusters_shuffled(
 
 
 def _map_shard(
-    storage: Storage, work: str, config: DedupConfig, partitions: int, bands_per_read: int,
+    storage: Storage,
+    work: str,
+    config: DedupConfig,
+    partitions: int,
+    bands_per_read: int,
     job: tuple[int, ShardInfo],
 ) -> int:
     """Band rows and exact rows of one shard to their partitions; returns bytes written."""
@@ -137,9 +141,13 @@ def _map_shard(
     )
     hi, lo = exact["hash_hi"].to_numpy(), exact["hash_lo"].to_numpy()
     written = write_partitions(
-        storage, posixpath.join(work, "exact"), f"s{index:05d}", exact,
-        hash_partition(hi, lo, partitions), partitions,
-    )  # fmt: skip
+        storage,
+        posixpath.join(work, "exact"),
+        f"s{index:05d}",
+        exact,
+        hash_partition(hi, lo, partitions),
+        partitions,
+    )
     rows = np.flatnonzero(head["num_shingles"].to_numpy() > 0)
     parts = []
     for first in range(0, config.num_bands, bands_per_read):
@@ -164,15 +172,17 @@ def _map_shard(
         band_rows = pa.concat_tables(parts)
         keys, band = band_rows["key"].to_numpy(), band_rows["band"].to_numpy()
         written += write_partitions(
-            storage, posixpath.join(work, "bands"), f"s{index:05d}", band_rows,
-            hash_partition(keys, band.astype(np.uint64), partitions), partitions,
-        )  # fmt: skip
+            storage,
+            posixpath.join(work, "bands"),
+            f"s{index:05d}",
+            band_rows,
+            hash_partition(keys, band.astype(np.uint64), partitions),
+            partitions,
+        )
     return written
 
 
-def _reduce_partition(
-    storage: Storage, work: str, config: DedupConfig, shards: int, p: int
-) -> int:
+def _reduce_partition(storage: Storage, work: str, config: DedupConfig, shards: int, p: int) -> int:
     """Exact edges and candidate pairs of one partition; returns the candidates emitted."""
     exact = read_partition(storage, posixpath.join(work, "exact"), p, EXACT_ROWS)
     gid = exact["gid"].to_numpy()
@@ -185,9 +195,10 @@ def _reduce_partition(
     for b in np.unique(band):
         members = np.flatnonzero(band == b)
         local = candidate_pairs(
-            rows["key"].to_numpy()[members], rows["gid"].to_numpy()[members],
+            rows["key"].to_numpy()[members],
+            rows["gid"].to_numpy()[members],
             config.bucket_all_pairs_max,
-        )  # fmt: skip
+        )
         found.append(members[local])
     if not found:
         return 0
@@ -195,12 +206,15 @@ def _reduce_partition(
     cols = {name: rows[name].to_numpy() for name in ("gid", "shard", "row")}
     candidates = pa.table(
         {
-            "gid_a": cols["gid"][picks[:, 0]], "gid_b": cols["gid"][picks[:, 1]],
-            "shard_a": cols["shard"][picks[:, 0]], "row_a": cols["row"][picks[:, 0]],
-            "shard_b": cols["shard"][picks[:, 1]], "row_b": cols["row"][picks[:, 1]],
+            "gid_a": cols["gid"][picks[:, 0]],
+            "gid_b": cols["gid"][picks[:, 1]],
+            "shard_a": cols["shard"][picks[:, 0]],
+            "row_a": cols["row"][picks[:, 0]],
+            "shard_b": cols["shard"][picks[:, 1]],
+            "row_b": cols["row"][picks[:, 1]],
         },
         schema=PAIR_SCHEMA,
-    )  # fmt: skip
+    )
     write_pairs(storage, posixpath.join(work, "verify"), f"r{p:05d}", candidates, shards)
     return candidates.num_rows
 
@@ -229,9 +243,13 @@ def _components(
     for rel in storage.list(posixpath.join(work, "edges")):
         table = storage.read_table(rel)
         write_canonical(
-            storage, folder, posixpath.basename(rel).removesuffix(".parquet"),
-            table["gid_a"].to_numpy(), table["gid_b"].to_numpy(), shuffle.partitions,
-        )  # fmt: skip
+            storage,
+            folder,
+            posixpath.basename(rel).removesuffix(".parquet"),
+            table["gid_a"].to_numpy(),
+            table["gid_b"].to_numpy(),
+            shuffle.partitions,
+        )
     node, root = partitioned_components(storage, shard_map, folder, shuffle.partitions)
     return roots_from_stars(n, node, root), "large_star_small_star"
 
@@ -245,7 +263,7 @@ def _cluster(
     folder: str,
     work: str,
 ) -> ShardManifest:
-    shards = _ordered_shards(fingerprints, config)
+    shards = ordered_shards(fingerprints, config)
     tables = [storage.read_table(s.path, columns=INDEX_COLUMNS) for s in shards]
     index = pa.concat_tables(tables) if tables else pa.table({c: [] for c in INDEX_COLUMNS})
     n = index.num_rows
@@ -259,65 +277,72 @@ def _cluster(
         storage.write_table(posixpath.join(work, "gids", f"s-{i:05d}.parquet"), gids)
 
     partitions = shuffle.partitions
-    shuffle_bytes = sum(shard_map.map(
-        partial(_map_shard, storage, work, config, partitions, shuffle.bands_per_read),
-        list(enumerate(shards)),
-    ))  # fmt: skip
-    emitted = sum(shard_map.map(partial(_reduce_partition, storage, work, config, len(shards)),
-                                list(range(partitions))))  # fmt: skip
+    shuffle_bytes = sum(
+        shard_map.map(
+            partial(_map_shard, storage, work, config, partitions, shuffle.bands_per_read),
+            list(enumerate(shards)),
+        )
+    )
+    emitted = sum(
+        shard_map.map(
+            partial(_reduce_partition, storage, work, config, len(shards)), list(range(partitions))
+        )
+    )
     matches = join_agreements(storage, shard_map, shards, posixpath.join(work, "verify"), config)
     verified = matches.filter(
-        pc.greater_equal(pc.divide(pc.cast(matches["matches"], pa.float64()), config.num_perm),
-                         config.threshold)
-    ).select(["gid_a", "gid_b"])  # fmt: skip
+        pc.greater_equal(
+            pc.divide(pc.cast(matches["matches"], pa.float64()), config.num_perm), config.threshold
+        )
+    ).select(["gid_a", "gid_b"])
     storage.write_table(posixpath.join(work, "edges", "verified.parquet"), verified.cast(EDGE_ROWS))
 
     roots_by_gid, method = _components(storage, shard_map, work, n, shuffle)
     roots = roots_by_gid[rank]  # any label of a component serves: kept = lowest rank
-    removals, sizes = _removals(index, rank, roots)
+    removals, sizes = cluster_removals(index, rank, roots)
     near = removals["reason"] == NEAR
     removals["jaccard"] = np.ones(len(removals["doc"]), dtype=np.float32)
     removals["jaccard"][near] = _near_jaccard(
-        storage, shard_map, shards, offsets, rank, removals["doc"][near],
-        removals["kept"][near], config, posixpath.join(work, "near"),
-    )  # fmt: skip
-
-    writer = ShardWriter(
-        storage, folder, REMOVAL_SCHEMA, prefix="removals", max_rows=config.max_shard_rows
+        storage,
+        shard_map,
+        shards,
+        offsets,
+        rank,
+        removals["doc"][near],
+        removals["kept"][near],
+        config,
+        posixpath.join(work, "near"),
     )
-    writer.write_table(_removal_table(index, removals))
-    return ShardManifest(
-        asset=ASSET,
-        partition=None,
-        shards=writer.close(),
-        counts={
-            "documents": n,
-            "removed": len(removals["doc"]),
-            "exact_removed": int((~near).sum()),
-            "near_removed": int(near.sum()),
-            "clusters": len(sizes),
-            "candidate_pairs": matches.num_rows,
-            "verified_pairs": verified.num_rows,
-        },
-        extra={
-            **_stats(index, removals, sizes, config),
-            "signature_params": config.signature_params(),
-            "threshold": config.threshold,
-            "band_memory_bytes": n * (4 * config.rows_per_band + 16),
-            "shuffle": {
-                "engine": shard_map.name,
-                "partitions": partitions,
-                "map_bytes": shuffle_bytes,
-                "candidates_emitted": emitted,
-                "components": method,
-            },
-        },
+
+    shuffle = {
+        "engine": shard_map.name,
+        "partitions": partitions,
+        "map_bytes": shuffle_bytes,
+        "candidates_emitted": emitted,
+        "components": method,
+    }
+    return removal_manifest(
+        storage,
+        folder,
+        index,
+        removals,
+        sizes,
+        config,
+        matches.num_rows,
+        verified.num_rows,
+        {"shuffle": shuffle},
     )
 
 
 def _near_jaccard(
-    storage: Storage, shard_map: ShardMap, shards: list[ShardInfo], offsets: np.ndarray,
-    rank: np.ndarray, doc: np.ndarray, kept: np.ndarray, config: DedupConfig, folder: str,
+    storage: Storage,
+    shard_map: ShardMap,
+    shards: list[ShardInfo],
+    offsets: np.ndarray,
+    rank: np.ndarray,
+    doc: np.ndarray,
+    kept: np.ndarray,
+    config: DedupConfig,
+    folder: str,
 ) -> np.ndarray:
     """Estimated Jaccard of each (removed, kept) row pair, through the signature join."""
     if len(doc) == 0:
@@ -327,12 +352,15 @@ def _near_jaccard(
     m = len(doc)
     pairs = pa.table(
         {
-            "gid_a": rank[doc], "gid_b": rank[kept],
-            "shard_a": shard_of[:m].astype(np.int32), "row_a": row_of[:m].astype(np.int32),
-            "shard_b": shard_of[m:].astype(np.int32), "row_b": row_of[m:].astype(np.int32),
+            "gid_a": rank[doc],
+            "gid_b": rank[kept],
+            "shard_a": shard_of[:m].astype(np.int32),
+            "row_a": row_of[:m].astype(np.int32),
+            "shard_b": shard_of[m:].astype(np.int32),
+            "row_b": row_of[m:].astype(np.int32),
         },
         schema=PAIR_SCHEMA,
-    )  # fmt: skip
+    )
     write_pairs(storage, folder, "driver", pairs, len(shards))
     matches = join_agreements(storage, shard_map, shards, folder, config)
     found = dict(
@@ -342,6 +370,7 @@ def _near_jaccard(
             strict=True,
         )
     )
-    agree = np.array([found[(a, b)] for a, b in zip(rank[doc].tolist(), rank[kept].tolist(),
-                                                      strict=True)])  # fmt: skip
+    agree = np.array(
+        [found[(a, b)] for a, b in zip(rank[doc].tolist(), rank[kept].tolist(), strict=True)]
+    )
     return agree / config.num_perm
