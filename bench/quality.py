@@ -254,9 +254,14 @@ def main() -> None:
         trained = load_trained_attributes(storage.read_bytes(ref.classifier_path))
         per.update(attribute_rates(trained, texts))
         scorers = load_scorers(storage, ref, QualityConfig(), tmp)
+        batch = QualityConfig().batch_size
         score_texts(texts[:8], False, scorers)  # load what loads lazily
+        # first pass: per-word caches (word splitting, alphabetic words, normalization tables)
+        # fill; a worker scoring a shard of thousands of documents runs warm, as the second pass
+        per["whole_stage_first_pass"] = rate(lambda b: score_texts(b, False, scorers), texts,
+                                             batch)  # fmt: skip
         per["whole_stage_default_config"] = rate(lambda b: score_texts(b, False, scorers), texts,
-                                                 QualityConfig().batch_size)  # fmt: skip
+                                                 batch)  # fmt: skip
         per["datatrove_gopher+c4+fineweb_filters"] = datatrove_filters(texts)
         results["attribute_agreement"] = {
             "quality_heldout": ref.classifier_metrics,

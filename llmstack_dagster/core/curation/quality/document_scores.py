@@ -53,11 +53,18 @@ def input_issue(text: str, max_chars: int) -> str | None:
         return "empty"
     if len(text) > max_chars:
         return "too_long"
-    if not text.isprintable():
-        bad = sum(1 for c in text if c == "\ufffd" or (not c.isprintable() and c not in "\n\t\r"))
-        if bad / len(text) > _BINARY_MAX_FRACTION:
-            return "binary"
+    if _binary_chars(text) / len(text) > _BINARY_MAX_FRACTION:
+        return "binary"
     return None
+
+
+def _binary_chars(text: str) -> int:
+    """Replacement characters (undecodable bytes) plus non-printing characters other than
+    newlines and tabs; the character-by-character count runs only when some are present."""
+    bad = text.count("\ufffd")
+    if text.replace("\n", " ").replace("\t", " ").replace("\r", " ").isprintable():
+        return bad
+    return bad + sum(1 for c in text if not c.isprintable() and c not in "\n\t\r")
 
 
 def _metrics(text: str, is_code: bool, marker_lines: int) -> dict[str, float | None]:

@@ -15,6 +15,7 @@ from llmstack_dagster.core.curation.quality.words import whitespace_words
 # the other characters, usually the fewer, are the ones counted.
 _NON_ALNUM = re.compile(r"[^a-zA-Z0-9\n?!,.]")
 _DIGIT = re.compile(r"\d")
+_ALNUM_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n?!,."
 _URL = re.compile(r"https?://(?:[a-zA-Z0-9$\-_@.&+!*(),]|%[0-9a-fA-F]{2})+")
 
 METRICS = (
@@ -49,14 +50,25 @@ class HeuristicsConfig(BaseModel):
         ]  # fmt: skip
 
 
+def _non_alnum_and_digits(text: str) -> tuple[int, int]:
+    """Characters outside NeMo's alphanumeric set, and digits; byte deletion for ASCII text."""
+    if text.isascii():
+        data = text.encode("ascii")
+        return len(data.translate(None, _ALNUM_BYTES)), len(data) - len(
+            data.translate(None, b"0123456789")
+        )
+    return len(_NON_ALNUM.findall(text)), len(_DIGIT.findall(text))
+
+
 def heuristic_metrics(text: str) -> dict[str, float | None]:
     """The five NeMo metrics of a non-empty document."""
     n_chars = len(text)
     words = whitespace_words(text)
-    url_chars = sum(len(url) for url in _URL.findall(text))
+    url_chars = sum(len(url) for url in _URL.findall(text)) if "://" in text else 0
+    non_alnum, digits = _non_alnum_and_digits(text)
     return {
-        "non_alnum_fraction": len(_NON_ALNUM.findall(text)) / n_chars,
-        "digit_fraction": len(_DIGIT.findall(text)) / n_chars,
+        "non_alnum_fraction": non_alnum / n_chars,
+        "digit_fraction": digits / n_chars,
         "url_fraction": url_chars / n_chars,
         "word_count": float(len(words)),
         "mean_word_length": sum(map(len, words)) / len(words) if words else None,

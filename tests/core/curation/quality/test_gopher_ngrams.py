@@ -3,6 +3,7 @@ words, on real documents."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -47,5 +48,19 @@ def test_hashed_counts_equal_tuple_counts(shared_data: Path, kind: str) -> None:
         for n in TOP_NGRAMS:
             want = _tuple_top(words, n) if len(words) >= n else 0
             assert got[f"top_{n}_gram_char_fraction"] == want / len(text)
+        for n in DUP_NGRAMS:
+            assert got[f"dup_{n}_gram_char_fraction"] == _tuple_dup(words, n) / len(text)
+
+
+def test_short_and_highly_repetitive_documents_equal_tuple_counts() -> None:
+    """Ties, overlaps and documents shorter than n, over a three-word vocabulary."""
+    rng = random.Random(0)
+    for length in [*range(12), *range(12, 200, 7)]:
+        words = [rng.choice(("ab", "c", "def")) for _ in range(length)]
+        text = " ".join(words) or " "
+        got = repetition_metrics(text, words)
+        for n in TOP_NGRAMS:
+            want = _tuple_top(words, n) if len(words) >= n else 0
+            assert got[f"top_{n}_gram_char_fraction"] == want / len(text), (length, n)
         for n in DUP_NGRAMS:
             assert got[f"dup_{n}_gram_char_fraction"] == _tuple_dup(words, n) / len(text)

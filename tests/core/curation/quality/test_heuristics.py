@@ -56,3 +56,12 @@ def test_mean_word_length_bounds() -> None:
     ]
     for words, fails in cases:
         assert rule.fails(heuristic_metrics(" ".join(words))["mean_word_length"]) is fails
+
+
+def test_ascii_fast_path_counts_as_the_character_classes() -> None:
+    ascii_text = BASE + "Tabs\tand #tags, 42 % of $7.50! https://x.org/a?b=1\x07\n"
+    accented = ascii_text + "é"  # the same text, one character more, counted by the regexes
+    fast, slow = heuristic_metrics(ascii_text), heuristic_metrics(accented)
+    n = len(ascii_text)
+    assert round(fast["non_alnum_fraction"] * n) == round(slow["non_alnum_fraction"] * (n + 1)) - 1
+    assert round(fast["digit_fraction"] * n) == round(slow["digit_fraction"] * (n + 1)) == 6
