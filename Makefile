@@ -14,7 +14,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check llmstack_dagster tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check llmstack_dagster tests bench

@@ -14,8 +14,7 @@ the project's real English documents (CCNet head pages, the Pile's web subsets, 
 English documents that CCNet's (any language, p >= 0.5) and FineWeb's (English, p >= 0.65)
 rules keep.
 
-    apt-get install fortunes fortunes-de fortunes-es ...   # see above
-    .bench-venv/bin/pip install "lingua-language-detector==2.1.1"   # the peer (96 MB wheel)
+    bash scripts/setup_bench.sh   # lingua 2.1.1 (the peer) and, as root, the fortune packages
     .bench-venv/bin/python bench/language_id.py [--per-language 200] [--no-lingua]
 """
 

@@ -16,8 +16,18 @@ if [ ! -f "$BVENV/.complete" ] || [ pyproject.toml -nt "$BVENV/.complete" ] \
   "$BVENV/bin/pip" install -q -e ".[dev]"
   # TRL for bench/sft.py; 1.x supports transformers 4.56+ and 5.x, so it shares ours
   "$BVENV/bin/pip" install -q "trl==1.16.0"
+  # the language-ID peer for bench/language_id.py (a 96 MB wheel)
+  "$BVENV/bin/pip" install -q "lingua-language-detector==2.1.1"
   # our install may have upgraded xxhash; datatrove needs <4
   "$BVENV/bin/pip" install -q "xxhash<4"
   touch "$BVENV/.complete"
+fi
+# bench/language_id.py's labelled texts: Debian's fortune collections in 12 languages
+FORTUNES="fortunes fortunes-de fortunes-es fortunes-it fortunes-pl fortunes-ru fortunes-br \
+  fortunes-cs fortunes-bg fortunes-zh fortunes-ga fortunes-eo"
+if [ ! -d /usr/share/games/fortunes ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  # shellcheck disable=SC2086
+  { apt-get update -q && apt-get install -y -q $FORTUNES; } >/dev/null \
+    || echo "fortunes not installed: bench/language_id.py will lack its labelled texts"
 fi
 echo "bench env ready: $BVENV"

@@ -41,6 +41,7 @@ def _probe(profile: str | None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_active_profile_sets_every_entry_points_defaults() -> None:
     demo, full = _probe(None), _probe("full")
     assert demo == {"vocab": 4096, "launchpad_vocab": 4096, "budget": 400_000,

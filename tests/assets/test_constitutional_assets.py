@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from dagster import materialize
 from support.checkpoints import write_checkpoint
 from support.sft_run import demo_sft_dataset
@@ -70,6 +71,7 @@ TRAIN = {
 }
 
 
+@pytest.mark.slow
 def test_cai_assets_materialize_with_a_tiny_model(tmp_path, tokenizer_file, shared_data) -> None:
     root = tmp_path / "store"
     store = Storage(str(root))

@@ -6,6 +6,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from dagster import (
     AssetKey,
     AssetMaterialization,
@@ -126,6 +127,7 @@ def test_nightly_sensor_runs_under_the_active_profile_and_globals_share_a_pool()
             assert assets_def.op.pool == GLOBAL_ASSETS_POOL, key
 
 
+@pytest.mark.slow
 def test_cli_backfill_of_one_partition_touches_only_it(tmp_path: Path) -> None:
     home, root = tmp_path / "home", tmp_path / "store"
     home.mkdir()

@@ -57,6 +57,7 @@ def test_code_is_computers_more_often_than_news_zero_shot(shared_data: Path) -> 
     assert share["code"] > share["news"] + 0.3
 
 
+@pytest.mark.slow
 def test_pipeline_domain_classifier_tells_plays_from_biographies(
     trained: TrainedAttributes, shared_data: Path
 ) -> None:
