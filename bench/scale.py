@@ -113,7 +113,7 @@ def bench_quality(storage: Storage, docs: ShardManifest, reference: ShardManifes
     for name, engine in engines().items():
         seconds, shards = timed(
             lambda e=engine, n=name: _score_pass(storage, docs, False, ref, QualityConfig(),
-                                                 f"q-{n}", e)  # fmt: skip
+                                                 f"q-{n}", e, f"q-{n}/.work")  # fmt: skip
         )
         rows = sum(s.rows for s in shards)
         out[name] = {"seconds": round(seconds, 3), "docs_per_s": round(rows / seconds, 1),

@@ -139,6 +139,12 @@ def chart_metadata(
     return MetadataValue.md(captioned if len(captioned) < INLINE_MARKDOWN_LIMIT else image)
 
 
+def resume_key(context: AssetExecutionContext) -> str:
+    """The key a run and its retries and re-executions share (the root run's id): a retry
+    resumes the per-shard work its failed attempt finished, and no other run does."""
+    return context.run.root_run_id or context.run.run_id
+
+
 def committed_version(storage: Storage, asset: str, partition: str | None) -> str | None:
     """The version an asset partition's pointer names now, or None before the first one."""
     manifest = current_manifest(storage, asset, partition)

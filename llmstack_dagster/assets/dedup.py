@@ -29,6 +29,7 @@ from llmstack_dagster.assets.common import (
     domain_partitions,
     markdown_table,
     materialization,
+    resume_key,
     shard_metadata,
 )
 from llmstack_dagster.core.curation.dedup.clusters import CODE_VERSION as CLUSTERS_CODE_VERSION
@@ -81,7 +82,9 @@ def document_fingerprints(
     domain = context.partition_key
     previous = committed_version(store, "document_fingerprints", domain)
     raw = read_manifest(store, "raw_documents", domain)
-    manifest = compute_fingerprints(store, raw, domain, config.core(), shard_map_from_env())
+    manifest = compute_fingerprints(
+        store, raw, domain, config.core(), shard_map_from_env(), resume_key(context)
+    )
     result = materialization(context, manifest, previous, lambda: {
         **shard_metadata(store, manifest),
         "signature_params": MetadataValue.json(manifest.extra["signature_params"]),

@@ -52,6 +52,7 @@ from llmstack_dagster.core.training.hf_import import import_hf, smollm2_gguf
 from llmstack_dagster.core.training.init_weights import init_model_config, weights_digest
 from llmstack_dagster.core.training.tokenizer import TOKENIZER_FILE
 from llmstack_dagster.profiles import profiled
+from llmstack_dagster.resources.shard_map import ShardMapResource
 from llmstack_dagster.resources.storage import StorageResource
 from llmstack_dagster.resources.training import TrainingResource
 
@@ -177,7 +178,6 @@ class MidtrainingMixtureAssetConfig(Config):
     replay_fraction: float = 0.05
     max_target_epochs: float = 4.0
     target_val_fraction: float = 0.05
-    num_workers: int = 2
     seed: int = 0
 
 
@@ -199,6 +199,7 @@ def midtraining_mixture(
     context: AssetExecutionContext,
     config: MidtrainingMixtureAssetConfig,
     storage: StorageResource,
+    shard_map: ShardMapResource,
 ) -> MaterializeResult:
     store = storage.get()
     unknown = set(config.target_domains) - set(domain_partitions.get_partition_keys())
@@ -219,9 +220,9 @@ def midtraining_mixture(
                 replay_fraction=config.replay_fraction,
                 max_target_epochs=config.max_target_epochs,
                 target_val_fraction=config.target_val_fraction,
-                num_workers=config.num_workers,
                 seed=config.seed,
             ),
+            shard_map=shard_map.get(),
         )
     extra = manifest.extra
     for warning in extra.get("warnings", []):

@@ -15,6 +15,7 @@ from llmstack_dagster.assets.common import (
     GLOBAL_ASSETS_POOL,
     TOKENIZER_REL,
     markdown_table,
+    resume_key,
     version_metadata,
 )
 from llmstack_dagster.assets.training_runs import (
@@ -41,6 +42,7 @@ from llmstack_dagster.core.training.tokenizer import (
     train_tokenizer,
 )
 from llmstack_dagster.profiles import profiled
+from llmstack_dagster.resources.shard_map import ShardMapResource
 from llmstack_dagster.resources.storage import StorageResource
 from llmstack_dagster.resources.training import TrainingResource
 
@@ -107,7 +109,6 @@ def tokenizer(
 class TokenShardsAssetConfig(Config):
     val_fraction: float = 0.005
     min_val_docs: int = 2
-    num_workers: int = 2
     seed: int = 0
 
 
@@ -120,7 +121,10 @@ class TokenShardsAssetConfig(Config):
     "EOS between documents, and a held-out validation split per domain.",
 )
 def tokenized_shards(
-    context: AssetExecutionContext, config: TokenShardsAssetConfig, storage: StorageResource
+    context: AssetExecutionContext,
+    config: TokenShardsAssetConfig,
+    storage: StorageResource,
+    shard_map: ShardMapResource,
 ) -> MaterializeResult:
     store = storage.get()
     mixture = read_manifest(store, "sampled_mixture", None)
@@ -132,10 +136,11 @@ def tokenized_shards(
             TokenShardConfig(
                 val_fraction=config.val_fraction,
                 min_val_docs=config.min_val_docs,
-                num_workers=config.num_workers,
                 seed=config.seed,
             ),
             mixture_hash=manifest_hash(mixture),
+            shard_map=shard_map.get(),
+            resume_key=resume_key(context),
         )
     extra = manifest.extra
     index = TokenShardIndex.model_validate_json(store.read_bytes(extra["index"]))

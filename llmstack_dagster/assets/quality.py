@@ -29,6 +29,7 @@ from llmstack_dagster.assets.common import (
     domain_partitions,
     markdown_table,
     materialization,
+    resume_key,
     shard_metadata,
     version_metadata,
 )
@@ -173,6 +174,7 @@ def quality_scored(
             language_filter=_language_filter(config),
         ),
         shard_map.get(),
+        resume_key(context),
     )
     extra = manifest.extra
     keep_rates = [

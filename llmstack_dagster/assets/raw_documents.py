@@ -26,6 +26,7 @@ from llmstack_dagster.assets.common import (
     domain_partitions,
     markdown_table,
     materialization,
+    resume_key,
     shard_metadata,
 )
 from llmstack_dagster.core.curation.duplicate_ids import find_duplicate_ids
@@ -40,6 +41,7 @@ from llmstack_dagster.core.curation.source_versions import source_data_version
 from llmstack_dagster.core.storage import DEFAULT_MAX_SHARD_ROWS, content_version
 from llmstack_dagster.profiles import profiled
 from llmstack_dagster.resources.corpus import CorpusResource
+from llmstack_dagster.resources.shard_map import shard_map_from_env
 from llmstack_dagster.resources.storage import StorageResource
 
 
@@ -116,7 +118,14 @@ def raw_documents(
     store = storage.get()
     previous = committed_version(store, "raw_documents", domain)
     domain_config = corpus.domain(domain)
-    manifest = ingest_domain(store, domain, domain_config, max_shard_rows=config.max_shard_rows)
+    manifest = ingest_domain(
+        store,
+        domain,
+        domain_config,
+        max_shard_rows=config.max_shard_rows,
+        shard_map=shard_map_from_env(),
+        resume_key=resume_key(context),
+    )
     extra = manifest.extra
     context.log.info(f"{domain}: {manifest.counts}")
     result = materialization(context, manifest, previous, lambda: {

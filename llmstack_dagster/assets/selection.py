@@ -24,6 +24,7 @@ from llmstack_dagster.assets.common import (
     domain_partitions,
     markdown_table,
     materialization,
+    resume_key,
     shard_metadata,
     yaml_overrides,
 )
@@ -60,9 +61,7 @@ def _own_and_target_domains() -> StaticPartitionMapping:
     """quality_scored[d] -> dsir_selected[d], and each target domain -> every domain."""
     domains = domain_partitions.get_partition_keys()
     targets = set(DSIRAssetConfig().target_domains)
-    return StaticPartitionMapping(
-        {d: set(domains) if d in targets else {d} for d in domains}
-    )
+    return StaticPartitionMapping({d: set(domains) if d in targets else {d} for d in domains})
 
 
 @asset(
@@ -90,8 +89,9 @@ def dsir_selected(
     target_counts = fit_dsir_target(store, target, core)
     documents = read_manifest(store, "quality_scored", context.partition_key)
     manifest = select_dsir(
-        store, documents, context.partition_key, target_counts, core, shard_map.get()
-    )
+        store, documents, context.partition_key, target_counts, core, shard_map.get(),
+        resume_key(context),
+    )  # fmt: skip
     extra = manifest.extra
     result = materialization(context, manifest, previous, lambda: {
         **shard_metadata(store, manifest),

@@ -11,6 +11,14 @@ step: that file is the partition's pointer, and readers only ever follow it. Aft
 the folders of older versions (the previous good one, leftovers of killed runs) are removed. A
 run that fails or is killed before the switch leaves the previous version complete and
 readable; its own folder is removed on failure, or swept by the next commit after a kill.
+
+A run that passes a ``resume_key`` (in Dagster, the root run id that a run's retries share)
+keeps its folder on failure, and a later attempt with the same key and content version writes
+into the same folder again. Per-shard stages record each finished task under the folder's
+``.work/`` (see :mod:`llmstack_dagster.core.scale.resumable`), so the retry runs only the
+tasks that were not done. ``.work/`` is removed before the commit: a committed version holds
+only its outputs. A run resumes only itself: other keys never see the folder, and the next
+commit of any run sweeps it like any older version.
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from pydantic import BaseModel, Field
@@ -37,6 +47,7 @@ DEFAULT_MAX_SHARD_BYTES = 128 * 1024 * 1024
 MANIFEST_NAME = "manifest.json"
 VERSION_PREFIX = "v-"
 TMP_PREFIX = ".tmp-"
+WORK_DIR = ".work"  # per-task completion records and intermediate files of a version
 
 
 class StorageError(RuntimeError):
@@ -108,10 +119,14 @@ class Storage:
         except BaseException as err:
             self._remove_quietly(tmp)
             if isinstance(err, OSError):
-                raise StorageError(
-                    f"cannot write {self.url(rel)}: {err.strerror or err}"
-                ) from err
+                raise StorageError(f"cannot write {self.url(rel)}: {err.strerror or err}") from err
             raise
+
+    def remove_temporary(self, rel: str) -> None:
+        """Remove the temporary files of interrupted atomic writes anywhere under ``rel``."""
+        for path in self.fs.find(self._abs(rel)):
+            if posixpath.basename(path).startswith(TMP_PREFIX):
+                self.fs.rm(path)
 
     def _remove_quietly(self, path: str) -> None:
         """Best-effort removal (cleanup after a failure must not hide the failure)."""
@@ -252,9 +267,7 @@ def write_manifest(storage: Storage, manifest: ShardManifest) -> str:
     return rel
 
 
-def current_manifest(
-    storage: Storage, asset: str, partition: str | None
-) -> ShardManifest | None:
+def current_manifest(storage: Storage, asset: str, partition: str | None) -> ShardManifest | None:
     """The manifest the partition's pointer holds now, or None before the first commit."""
     rel = posixpath.join(partition_dir(asset, partition), MANIFEST_NAME)
     if not storage.exists(rel):
@@ -273,28 +286,71 @@ def read_manifest(storage: Storage, asset: str, partition: str | None) -> ShardM
     return manifest
 
 
-def new_version_name() -> str:
-    """``v-<UTC time>-<random>``: versions sort by the time their run started."""
-    return f"{VERSION_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+def new_version_name(suffix: str | None = None) -> str:
+    """``v-<UTC time>-<suffix or random>``: versions sort by the time their run started."""
+    return f"{VERSION_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{suffix or uuid.uuid4().hex[:8]}"
+
+
+def work_dir(folder: str, stage: str) -> str:
+    """The work folder of one per-shard stage of the version in ``folder``."""
+    return posixpath.join(folder, WORK_DIR, stage)
+
+
+def resume_suffix(content_version: str | None, resume_key: str) -> str:
+    """The name ending of the version that ``resume_key`` writes with this content version."""
+    return "r" + hashlib.sha256(f"{content_version}\0{resume_key}".encode()).hexdigest()[:15]
+
+
+def resumable_version_name(
+    storage: Storage, asset: str, partition: str | None, content_version: str | None, key: str
+) -> str:
+    """The folder an earlier attempt with this key and content version left (never the
+    committed one, which readers may be reading), else a new name for it."""
+    suffix = resume_suffix(content_version, key)
+    current = current_manifest(storage, asset, partition)
+    committed = current.version if current else None
+    left = [
+        name
+        for name in storage.entries(partition_dir(asset, partition))
+        if name.startswith(VERSION_PREFIX) and name.endswith(f"-{suffix}") and name != committed
+    ]
+    return max(left) if left else new_version_name(suffix)
 
 
 class OutputVersion:
-    """The version of one asset partition that a run is writing; see :func:`write_version`."""
+    """The version of one asset partition that a run is writing; see :func:`write_version`.
+
+    With a ``resume_key``, the folder is the one an earlier attempt with the same key and
+    content version left, if any (its finished tasks are not run again)."""
 
     def __init__(
-        self, storage: Storage, asset: str, partition: str | None, content_version: str | None
+        self,
+        storage: Storage,
+        asset: str,
+        partition: str | None,
+        content_version: str | None,
+        resume_key: str | None = None,
     ) -> None:
         self.storage = storage
         self.asset = asset
         self.partition = partition
         self.content_version = content_version
-        self.name = new_version_name()
+        self.resume_key = resume_key
+        self.name = (
+            new_version_name()
+            if resume_key is None
+            else resumable_version_name(storage, asset, partition, content_version, resume_key)
+        )
         self.folder = posixpath.join(partition_dir(asset, partition), self.name)
         self.committed: ShardManifest | None = None
 
     def path(self, *parts: str) -> str:
         """A path inside this version's folder, relative to the storage root."""
         return posixpath.join(self.folder, *parts)
+
+    def work(self, stage: str) -> str:
+        """The folder of one per-shard stage's completion records (removed on commit)."""
+        return work_dir(self.folder, stage)
 
     def commit(self, manifest: ShardManifest) -> ShardManifest:
         """Switch the partition's pointer to this version, then remove older versions."""
@@ -303,10 +359,13 @@ class OutputVersion:
                 f"manifest of {manifest.asset!r} {manifest.partition!r} committed to version "
                 f"of {self.asset!r} {self.partition!r}"
             )
+        work = self.path(WORK_DIR) + "/"
         outside = [
             s.path
             for s in [*manifest.shards, *manifest.drops]
-            if not s.path.startswith(self.folder + "/") or not self.storage.exists(s.path)
+            if not s.path.startswith(self.folder + "/")
+            or s.path.startswith(work)
+            or not self.storage.exists(s.path)
         ]
         if outside:
             raise StorageError(
@@ -318,6 +377,9 @@ class OutputVersion:
         committed = manifest.model_copy(
             update={"version": self.name, "content_version": self.content_version}
         )
+        self.storage.rm(self.path(WORK_DIR))
+        if self.resume_key is not None:  # writes an earlier attempt's kill cut short
+            self.storage.remove_temporary(self.folder)
         write_manifest(self.storage, committed)
         self.committed = committed
         sweep_partition(self.storage, self.asset, self.partition, self.name)
@@ -342,18 +404,24 @@ def sweep_partition(storage: Storage, asset: str, partition: str | None, current
 
 @contextmanager
 def write_version(
-    storage: Storage, asset: str, partition: str | None, content_version: str | None = None
+    storage: Storage,
+    asset: str,
+    partition: str | None,
+    content_version: str | None = None,
+    resume_key: str | None = None,
 ) -> Iterator[OutputVersion]:
     """Write a new version of an asset partition; the body must call ``version.commit``.
 
-    On any failure the new folder is removed, the previous version stays the one readers see,
-    and storage errors are re-raised naming the asset, partition and path.
+    On any failure the previous version stays the one readers see, the new folder is removed
+    (kept for the next attempt when there is a ``resume_key``), and storage errors are
+    re-raised naming the asset, partition and path.
     """
-    version = OutputVersion(storage, asset, partition, content_version)
+    version = OutputVersion(storage, asset, partition, content_version, resume_key)
     try:
         yield version
     except BaseException as err:
-        version.discard()
+        if resume_key is None:
+            version.discard()
         if isinstance(err, OSError) or (isinstance(err, StorageError) and err.asset is None):
             message = f"asset {asset!r} partition {partition!r}: {err}"
             raise StorageError(message, asset=asset) from err
@@ -369,13 +437,15 @@ def build_version(
     partition: str | None,
     content_version: str,
     build: Callable[[OutputVersion], ShardManifest],
+    resume_key: str | None = None,
 ) -> ShardManifest:
     """The committed output if it has this content version already (nothing is rewritten);
-    otherwise ``build`` writes a new version's files and returns its manifest, committed here."""
+    otherwise ``build`` writes a new version's files and returns its manifest, committed here
+    (``resume_key``: see :func:`write_version`)."""
     same = unchanged_output(storage, asset, partition, content_version)
     if same is not None:
         return same
-    with write_version(storage, asset, partition, content_version) as version:
+    with write_version(storage, asset, partition, content_version, resume_key) as version:
         return version.commit(build(version))
 
 
@@ -429,6 +499,27 @@ class ShardWriter:
             offset += piece.num_rows
             self._maybe_flush()
 
+    def write_rows(self, table: pa.Table) -> None:
+        """Append a table's rows where :meth:`write_row` would put them one by one: a row's
+        size is the length of its strings, so the shards end after the same rows."""
+        table = table.select(self.schema.names).cast(self.schema)
+        sizes = np.zeros(table.num_rows, dtype=np.int64)
+        for column in table.columns:
+            if pa.types.is_string(column.type):
+                sizes += pc.fill_null(pc.utf8_length(column), 0).to_numpy()
+        offset = 0
+        while offset < table.num_rows:
+            room = self.max_rows - self._buffered_rows
+            total = self._buffered_bytes + np.cumsum(sizes[offset : offset + room])
+            full = np.nonzero(total >= self.max_bytes)[0]
+            take = int(full[0]) + 1 if len(full) else len(total)
+            self._stage_rows()
+            self._batches.append(table.slice(offset, take))
+            self._buffered_rows += take
+            self._buffered_bytes = int(total[take - 1])
+            offset += take
+            self._maybe_flush()
+
     def _stage_rows(self) -> None:
         if self._rows:
             self._batches.append(pa.Table.from_pylist(self._rows, schema=self.schema))
@@ -443,7 +534,8 @@ class ShardWriter:
         self._stage_rows()
         if not self._batches:
             return
-        table = pa.concat_tables(self._batches)
+        # one chunk: the Parquet bytes do not depend on how the rows arrived
+        table = pa.concat_tables(self._batches).combine_chunks()
         rel = posixpath.join(self.folder, f"{self.prefix}-{len(self.shards):05d}.parquet")
         size = self.storage.write_table(rel, table)
         self.shards.append(ShardInfo(path=rel, rows=table.num_rows, bytes=size))

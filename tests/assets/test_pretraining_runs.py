@@ -49,7 +49,7 @@ def token_shards(store: Storage, docs: list[dict], vocab_size: int, tmp: Path) -
     write_manifest(store, mixture)
     tokenizer = train_tokenizer((d["text"] for d in docs), TokenizerConfig(vocab_size=vocab_size))
     path = save_tokenizer(tokenizer, tmp / f"tok{vocab_size}")
-    run_token_shards(store, mixture, path, TokenShardConfig(val_fraction=0.1, num_workers=0))
+    run_token_shards(store, mixture, path, TokenShardConfig(val_fraction=0.1))
 
 
 def materialize_once(root: Path, **overrides) -> dict:

@@ -164,7 +164,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Storage:
     tokenizer = save_tokenizer(
         train_tokenizer(texts, TokenizerConfig(vocab_size=300, min_frequency=1)), tmp / "tok"
     )
-    config = TokenShardConfig(val_fraction=0.2, min_val_docs=1, num_workers=0)
+    config = TokenShardConfig(val_fraction=0.2, min_val_docs=1)
     tokens = run_token_shards(
         storage, mixture, tokenizer, config, mixture_hash=manifest_hash(mixture)
     )

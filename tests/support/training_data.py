@@ -13,7 +13,11 @@ import pytest
 
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, documents_table, make_document
 from llmstack_dagster.core.storage import ShardManifest, ShardWriter, Storage, write_manifest
-from llmstack_dagster.core.training.token_shards import TokenShardConfig, run_token_shards
+from llmstack_dagster.core.training.token_shards import (
+    TokenShardConfig,
+    load_token_index,
+    run_token_shards,
+)
 from llmstack_dagster.core.training.tokenizer import (
     TokenizerConfig,
     save_tokenizer,
@@ -98,6 +102,18 @@ def token_data(corpus, tokenizer_file) -> Path:
         storage,
         manifest,
         tokenizer_file,
-        TokenShardConfig(val_fraction=0.1, num_workers=0, max_tokens_per_shard=60_000),
+        TokenShardConfig(val_fraction=0.1, max_tokens_per_shard=60_000),
     )
     return Path(storage.local_path(shards.folder))
+
+
+def assert_same_output(folder: Path, expected: Path) -> None:
+    """Every committed file byte for byte, the index up to its data version."""
+    index, reference = load_token_index(folder), load_token_index(expected)
+    strip = {"data_version": None}
+    assert index.model_copy(update=strip) == reference.model_copy(update=strip)
+    files = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(expected) for p in expected.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.name != "index.json":
+            assert (folder / rel).read_bytes() == (expected / rel).read_bytes(), rel

@@ -4,6 +4,16 @@ Every record a source yields ends up either as a document or as a quarantine row
 reason, so ``read = written + quarantined`` per source. Records outside a source's filter are
 not part of that source and are counted separately as ``skipped_by_filter``.
 
+Each source file is one task on a :class:`~llmstack_dagster.core.scale.shard_map.ShardMap`
+(:func:`ingest_file`): it reads, converts and validates the file's records and writes its
+documents and quarantine rows into the version's ``.work/`` folder. The driver then writes
+them into the partition's shards in file order, so the output is the one sequential reading
+gives, whatever the engine. A source's ``max_docs`` is counted in file order: files go in
+windows of the engine's width, each task reading at most what the source may still read at
+the window's start; a task that read more than was left after the files before it is run
+again with the exact remainder (:func:`_ingest_source`), and reading stops once the cap is
+met.
+
 The partition is written as a new version (see :mod:`llmstack_dagster.core.storage`): until
 it is committed, readers see the previous one, complete. Duplicate ids are found after the
 shards are written, with memory bounded by one hash bucket (:mod:`.duplicate_ids`); each
@@ -14,6 +24,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,10 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llmstack_dagster.core.curation.duplicate_ids import DuplicateRows, find_duplicate_ids
-from llmstack_dagster.core.curation.readers import read_source
+from llmstack_dagster.core.curation.readers import read_source_file, source_files, unreadable_source
 from llmstack_dagster.core.curation.records import STAGE, SourceIngest
 from llmstack_dagster.core.curation.source_versions import source_data_version
-from llmstack_dagster.core.curation.sources import DomainConfig
+from llmstack_dagster.core.curation.sources import DomainConfig, SourceBase
+from llmstack_dagster.core.scale.resumable import map_resumable
+from llmstack_dagster.core.scale.shard_map import ShardMap, local_or
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
     DEFAULT_MAX_SHARD_ROWS,
@@ -42,6 +56,30 @@ SAMPLE_ROWS = 5
 BALANCE_KEYS = ("read", "written", "quarantined", "skipped_by_filter")
 
 
+@dataclass(frozen=True)
+class FileTask:
+    """One source file to ingest (a small description: no records)."""
+
+    source: SourceBase
+    domain: str
+    file: str
+    name: str  # unique in the version: source, file and cap
+    cap: int | None  # records the source may still read; None: no cap
+    folder: str
+    max_rows: int
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What one file gave: its counts, its written parts, and how reading ended."""
+
+    counts: Counter[str]
+    docs: list[ShardInfo]
+    drops: list[ShardInfo]
+    failure: str | None  # why the file could not be opened at all
+    stopped: bool  # the source's cap was met inside this file: the source is done
+
+
 def ingest_domain(
     storage: Storage,
     domain: str,
@@ -49,9 +87,18 @@ def ingest_domain(
     *,
     asset: str = STAGE,
     max_shard_rows: int = DEFAULT_MAX_SHARD_ROWS,
+    shard_map: ShardMap | None = None,
+    resume_key: str | None = None,
 ) -> ShardManifest:
     """Ingest every source of ``domain`` into a new committed version of the partition, or
-    return the committed one when the sources' files and the settings are unchanged."""
+    return the committed one when the sources' files and the settings are unchanged.
+
+    Each file is one task on ``shard_map`` (inline on this machine by default); a retry with
+    the same ``resume_key`` reads only the files not done yet (see
+    :func:`~llmstack_dagster.core.storage.write_version`).
+    """
+    engine = local_or(shard_map)
+    engine.require_shared_root(storage.root)
     version_id = content_version(
         asset,
         CODE_VERSION,
@@ -60,31 +107,101 @@ def ingest_domain(
     )
 
     def build(version: OutputVersion) -> ShardManifest:
-        return _ingest(storage, domain, config, version, max_shard_rows)
+        return _ingest(storage, domain, config, version, max_shard_rows, engine)
 
-    return build_version(storage, asset, domain, version_id, build)
+    return build_version(storage, asset, domain, version_id, build, resume_key)
+
+
+def ingest_file(storage: Storage, task: FileTask) -> FileResult:
+    """One engine task: read one file until its end or the source's cap, converting each
+    record into a document or a quarantine row, as the sequential reading of the source does."""
+    state = SourceIngest(task.source, task.domain)
+    prefix = f"{task.name}-"
+    docs = ShardWriter(storage, task.folder, DOCUMENT_SCHEMA, prefix + "docs", task.max_rows)
+    drops = ShardWriter(storage, task.folder, DROP_SCHEMA, prefix + "drops", task.max_rows)
+    records = read_source_file(task.source, task.file)
+    stopped = False
+    for raw in records:
+        if not state.in_filter(raw):
+            state.counts["skipped_by_filter"] += 1
+            continue
+        if task.cap is not None and state.counts["read"] >= task.cap:
+            stopped = True
+            break
+        doc, drop = state.convert(raw)
+        if drop is not None:
+            drops.write_row(drop)
+        else:
+            docs.write_row(doc)
+    return FileResult(state.counts, docs.close(), drops.close(), records.failure, stopped)
+
+
+def _ingest_source(
+    storage: Storage,
+    engine: ShardMap,
+    version: OutputVersion,
+    domain: str,
+    index: int,
+    source: SourceBase,
+    max_rows: int,
+) -> list[FileResult]:
+    """The results of the source's files in order, up to the one where its cap is met.
+
+    Without a cap every file is one task at once. With one, files go in windows of the
+    engine's width, each told the cap left at the window's start; a result that read more
+    than was left after the files before it is dropped, with the rest of its window, and its
+    file starts the next window with the exact remainder (at most once a source: nothing is
+    left after it).
+    """
+    files = source_files(source)
+    left = source.max_docs
+    done: list[FileResult] = []
+    while len(done) < len(files):
+        start = len(done)
+        end = len(files) if left is None else start + engine.width()
+        tasks = [
+            FileTask(source, domain, file, f"s{index:03d}-f{i:06d}-c{left}",
+                     left, version.work("files"), max_rows)
+            for i, file in enumerate(files[start:end], start)
+        ]  # fmt: skip
+        results = map_resumable(
+            engine, storage, version.work("ingest"), partial(ingest_file, storage), tasks,
+            keys=[task.name for task in tasks],
+        )  # fmt: skip
+        for result in results:
+            if left is not None and result.counts["read"] > left:
+                break
+            done.append(result)
+            if left is not None:
+                left -= result.counts["read"]
+            if result.stopped:
+                return done
+    failures = [r.failure for r in done if r.failure is not None]
+    if failures and len(failures) == len(files):
+        raise unreadable_source(source, failures)
+    return done
 
 
 def _ingest(
-    storage: Storage, domain: str, config: DomainConfig, version: OutputVersion, rows: int
+    storage: Storage,
+    domain: str,
+    config: DomainConfig,
+    version: OutputVersion,
+    rows: int,
+    engine: ShardMap,
 ) -> ShardManifest:
     docs = ShardWriter(storage, version.path("shards"), DOCUMENT_SCHEMA, max_rows=rows)
     quarantine = ShardWriter(storage, version.path("quarantine"), DROP_SCHEMA, max_rows=rows)
     per_source: dict[str, Counter[str]] = {}
-    for source in config.sources:
-        state = SourceIngest(source, domain)
-        for raw in read_source(source):
-            if not state.in_filter(raw):
-                state.counts["skipped_by_filter"] += 1
-                continue
-            if source.max_docs is not None and state.counts["read"] >= source.max_docs:
-                break
-            doc, drop = state.convert(raw)
-            if drop is not None:
-                quarantine.write_row(drop)
-            else:
-                docs.write_row(doc)
-        per_source[source.name] = state.counts
+    for index, source in enumerate(config.sources):
+        counts = SourceIngest(source, domain).counts
+        for result in _ingest_source(storage, engine, version, domain, index, source, rows):
+            counts.update(result.counts)
+            for part in result.docs:
+                docs.write_rows(storage.read_table(part.path))
+            for part in result.drops:
+                quarantine.write_rows(storage.read_table(part.path))
+        per_source[source.name] = counts
     shards = docs.close()
     duplicates = find_duplicate_ids(storage, shards)
     shards = _remove_duplicates(storage, shards, duplicates, quarantine, per_source, domain)

@@ -15,9 +15,8 @@ from typing import Any
 
 from fsspec.core import url_to_fs
 
-from llmstack_dagster.core.curation.readers import expand_paths
-from llmstack_dagster.core.curation.readers.text_dir import text_dir_paths
-from llmstack_dagster.core.curation.sources import HuggingFaceSource, SourceBase, TextDirSource
+from llmstack_dagster.core.curation.readers import source_files
+from llmstack_dagster.core.curation.sources import HuggingFaceSource, SourceBase
 
 _STAMP_KEYS = ("size", "mtime", "ETag", "etag", "md5Hash", "generation", "LastModified")
 
@@ -31,19 +30,13 @@ def _file_stamp(url: str) -> dict[str, Any]:
     return {"url": url, **{k: str(info[k]) for k in _STAMP_KEYS if k in info}}
 
 
-def _source_files(source: SourceBase) -> list[str]:
-    if isinstance(source, TextDirSource):
-        return text_dir_paths(source)[2]
-    return expand_paths(source, list(getattr(source, "paths", [])))
-
-
 def source_data_version(source: SourceBase) -> str:
     """A hash of the source's configuration and the current stamps of its files."""
     stamps: list[Any]
     if isinstance(source, HuggingFaceSource):
         stamps = []
     else:
-        stamps = [_file_stamp(url) for url in _source_files(source)]
+        stamps = [_file_stamp(url) for url in source_files(source)]
     payload = {"config": source.model_dump(mode="json"), "files": stamps}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -65,6 +65,7 @@ from llmstack_dagster.core.midtraining.sources import (
     load_val_ids,
     original_id,
 )
+from llmstack_dagster.core.scale.shard_map import ShardMap
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
     OutputVersion,
@@ -124,7 +125,6 @@ class MidtrainingMixtureConfig(BaseModel):
     min_val_docs: int = Field(2, ge=0, description="held-out target documents a domain, at least")
     seed: int = 0
     max_tokens_per_shard: int = Field(100_000_000, ge=1)
-    num_workers: int = Field(default_factory=lambda: TokenShardConfig().num_workers, ge=0)
     shard_rows: int = Field(50_000, ge=1, description="rows per text shard and sort partition")
 
 
@@ -148,9 +148,11 @@ def build_midtraining_mixture(
     config: MidtrainingMixtureConfig,
     asset: str = ASSET,
     partition: str | None = None,
+    shard_map: ShardMap | None = None,
 ) -> ShardManifest:
     """Sample, split, order and tokenize the midtraining mixture; returns its token shards'
-    manifest (``extra``: the composition, accounting, budgets and warnings).
+    manifest (``extra``: the composition, accounting, budgets and warnings). The tokenization
+    runs one task per text shard on ``shard_map`` (default: inline).
 
     ``targets``: the ``dsir_selected`` manifest of each target domain; ``replay``: the
     ``sampled_mixture``; ``pretrain_val_ids``: the pretraining token shards' manifest, the
@@ -169,14 +171,14 @@ def build_midtraining_mixture(
         f"tokenizer:{tokenizer_hash(tokenizer_path)}:eos={tokenizer_eos_id(tokenizer_path)}",
         f"token_shards:{TOKEN_SHARDS_CODE_VERSION}",
     ]
-    settings = config.model_dump(mode="json", exclude={"num_workers"})
+    settings = config.model_dump(mode="json")
     version_id = content_version(asset, CODE_VERSION, settings, inputs)
     return build_version(
         storage,
         asset,
         partition,
         version_id,
-        lambda v: _build(storage, targets, replay, val_ids, tokenizer_path, config, v),
+        lambda v: _build(storage, targets, replay, val_ids, tokenizer_path, config, v, shard_map),
     )
 
 
@@ -218,6 +220,7 @@ def _build(
     tokenizer_path: Path,
     config: MidtrainingMixtureConfig,
     version: OutputVersion,
+    shard_map: ShardMap | None,
 ) -> ShardManifest:
     tokenizer = load_tokenizer(tokenizer_path)
     plan = _plan(storage, tokenizer, targets, replay, val_ids, config)
@@ -226,13 +229,11 @@ def _build(
         TARGET, plan.target, [f"{TARGET}:{d}" for d in sorted(targets) for _ in targets[d].shards]
     )
     writer.write_input(REPLAY, plan.replay, [REPLAY] * len(replay.shards))
-    shard_config = TokenShardConfig(
-        max_tokens_per_shard=config.max_tokens_per_shard, num_workers=config.num_workers
-    )
+    shard_config = TokenShardConfig(max_tokens_per_shard=config.max_tokens_per_shard)
     text = writer.close()
     mixture_hash = str(version.content_version)
     shards = write_token_shards(
-        storage, text, tokenizer_path, shard_config, version, mixture_hash, fixed_split=True
+        storage, text, tokenizer_path, shard_config, version, mixture_hash, True, shard_map
     )
     train_tokens = plan.target_tokens + plan.replay_tokens
     if shards.counts["train_tokens"] != train_tokens:

@@ -89,9 +89,12 @@ class ModalShardMap(ShardMap):
 
     name = "modal"
 
-    def __init__(self, spec: ModalSpec | None = None, secrets: Sequence[str] = ()) -> None:
+    def __init__(
+        self, spec: ModalSpec | None = None, secrets: Sequence[str] = (), window: int = 32
+    ) -> None:
         self.spec = spec or ModalSpec(app_name="llmstack-curation")
         self.secrets = list(secrets)
+        self.window = window
 
     def function_options(self, options: StageOptions) -> dict[str, Any]:
         """Keyword arguments of ``app.function`` for one stage."""
@@ -144,6 +147,10 @@ class ModalShardMap(ShardMap):
     ) -> list[Result]:
         payloads = [cloudpickle.dumps((setup, fn, item)) for item in items]
         return self._run(payloads, options, on_result)
+
+    def width(self) -> int:
+        """Modal scales containers per call: a windowed stage submits this many at a time."""
+        return self.window
 
     def require_shared_root(self, root: str) -> None:
         if "://" not in root or root.startswith(("file://", "local://", "memory://")):

@@ -136,6 +136,13 @@ class RayShardMap(ShardMap):
             for worker in actors:
                 ray.kill(worker)
 
+    def width(self) -> int:
+        """``workers``, else the cluster's CPUs."""
+        if self.workers is not None:
+            return self.workers
+        self.connect()
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
     def require_shared_root(self, root: str) -> None:
         if root.startswith("memory://"):
             raise ValueError(f"Ray workers cannot see the in-process storage root {root!r}")

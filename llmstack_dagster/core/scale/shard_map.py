@@ -69,6 +69,10 @@ class ShardMap(ABC):
     def require_shared_root(self, root: str) -> None:
         """Raise when workers of this engine cannot reach the storage root ``root``."""
 
+    @abstractmethod
+    def width(self) -> int:
+        """How many tasks run at once: the window of a stage that submits in windows."""
+
 
 _worker_state: dict[str, Any] = {}
 
@@ -141,6 +145,9 @@ class LocalShardMap(ShardMap):
         with pool:
             tasks = [(fn, item) for item in items]
             return reported(pool.map(_call_with_worker_state, tasks), on_result)
+
+    def width(self) -> int:
+        return self.workers
 
     def require_shared_root(self, root: str) -> None:
         if self.workers > 1 and root.startswith("memory://"):

@@ -1,5 +1,11 @@
 """Packed token shards: documents tokenized in parallel, EOS after each, raw memmap files.
 
+Each input shard is one task on a :class:`~llmstack_dagster.core.scale.shard_map.ShardMap`
+(the tokenizer loaded once per worker): it writes its documents' token ids into the version's
+``.work/`` folder. The driver then splits and packs them in input order, so the output is the
+same, byte for byte, on any engine and with any number of workers; a retry with the same
+``resume_key`` encodes only the shards not done yet.
+
 Layout under ``{asset}/{partition}/``::
 
     index.json                       TokenShardIndex (written last)
@@ -20,13 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import posixpath
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import datetime
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,9 @@ import xxhash
 from pydantic import BaseModel, Field
 from tokenizers import Tokenizer
 
+from llmstack_dagster.core.progress import Progress
+from llmstack_dagster.core.scale.resumable import map_resumable
+from llmstack_dagster.core.scale.shard_map import ShardMap, local_or
 from llmstack_dagster.core.storage import (
     OutputVersion,
     ShardInfo,
@@ -55,6 +61,7 @@ from llmstack_dagster.core.training.tokenizer import (
 INDEX_FILE = "index.json"
 VAL_IDS_FILE = "val_ids.parquet"  # ids of the documents in the validation split
 SPLIT_COLUMN = "split"  # with ``fixed_split``: "train" or "val" for each input document
+TOKENS_COLUMN = "tokens"  # an encoded shard's token ids per document (engine task output)
 CODE_VERSION = "3"  # 2: a domain keeps a training document; 3: val_ids.parquet
 
 log = logging.getLogger(__name__)
@@ -64,8 +71,7 @@ class TokenShardConfig(BaseModel):
     val_fraction: float = Field(default=0.005, ge=0.0, lt=1.0)
     min_val_docs: int = Field(default=2, ge=0)
     max_tokens_per_shard: int = Field(default=100_000_000, ge=1)
-    num_workers: int = Field(default=max(1, (os.cpu_count() or 1) - 1), ge=0)
-    docs_per_task: int = Field(default=256, ge=1)
+    docs_per_task: int = Field(default=256, ge=1, description="documents per encode call")
     seed: int = 0
 
 
@@ -127,26 +133,39 @@ def read_tokens(data_dir: Path, index: TokenShardIndex, shard: TokenShard) -> np
     return np.memmap(path, dtype=np.dtype(index.dtype), mode="r", shape=(shard.tokens,))
 
 
-_WORKER_TOKENIZER: Tokenizer | None = None
+def load_worker_tokenizer(tokenizer_json: str) -> Tokenizer:
+    """A worker's tokenizer, loaded once (the ``setup`` of the encoding stage)."""
+    return Tokenizer.from_str(tokenizer_json)
 
 
-def _init_worker(tokenizer_json: str) -> None:
-    global _WORKER_TOKENIZER
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _WORKER_TOKENIZER = Tokenizer.from_str(tokenizer_json)
-
-
-def _encode(texts: list[str]) -> list[np.ndarray]:
-    assert _WORKER_TOKENIZER is not None
-    encodings = _WORKER_TOKENIZER.encode_batch_fast(texts, add_special_tokens=False)
-    return [np.asarray(e.ids, dtype=np.uint32) for e in encodings]
-
-
-class _InProcessExecutor(Executor):
-    """Runs tasks inline (``num_workers=0``), with the same ``map`` interface."""
-
-    def map(self, fn, *iterables, timeout=None, chunksize=1):  # noqa: ANN001, ANN201
-        return (fn(*args) for args in zip(*iterables, strict=True))
+def encode_shard(
+    storage: Storage,
+    folder: str,
+    columns: list[str],
+    batch_docs: int,
+    tokenizer: Tokenizer,
+    job: tuple[int, ShardInfo],
+) -> ShardInfo:
+    """One engine task: an input shard's documents as token ids (no EOS) with their
+    ``columns`` and UTF-8 size, written as ``{folder}/part-<index>.parquet``."""
+    index, shard = job
+    table = storage.read_table(shard.path, columns=columns)
+    texts = table.column("text").to_pylist()
+    ids: list[np.ndarray] = [np.zeros(0, dtype=np.uint32)]
+    for start in range(0, len(texts), batch_docs):
+        batch = tokenizer.encode_batch_fast(texts[start : start + batch_docs],
+                                            add_special_tokens=False)  # fmt: skip
+        ids.extend(np.asarray(e.ids, dtype=np.uint32) for e in batch)
+    offsets = np.cumsum([0, *(len(a) for a in ids[1:])], dtype=np.int64)
+    tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(ids)))
+    encoded = (
+        table.drop_columns(["text"])
+        .append_column("text_bytes", pc.binary_length(table.column("text")).cast(pa.int64()))
+        .append_column(TOKENS_COLUMN, tokens)
+    )
+    rel = posixpath.join(folder, f"part-{index:05d}.parquet")
+    size = storage.write_table(rel, encoded)
+    return ShardInfo(path=rel, rows=encoded.num_rows, bytes=size)
 
 
 class _SplitWriter:
@@ -249,11 +268,6 @@ def _few_docs_warnings(
     return warnings
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def manifest_hash(manifest: ShardManifest) -> str:
     """SHA-256 of a manifest's canonical JSON: identifies the exact input mixture."""
     return hashlib.sha256(json.dumps(manifest.model_dump(), sort_keys=True).encode()).hexdigest()
@@ -268,25 +282,51 @@ def run_token_shards(
     partition: str | None = None,
     mixture_hash: str | None = None,
     fixed_split: bool = False,
+    shard_map: ShardMap | None = None,
+    resume_key: str | None = None,
 ) -> ShardManifest:
     """Tokenize the mixture's document shards into packed train/val token shards.
 
-    Streams one Parquet shard at a time; each shard's texts are encoded by ``num_workers``
-    processes in order, so the output is identical for any worker count. The shards, the
-    index and a copy of the tokenizer are one version folder (the manifest's ``folder``).
+    Each input shard is encoded by one task on ``shard_map`` (inline on this machine by
+    default); the output is identical for any engine and worker count. The shards, the index
+    and a copy of the tokenizer are one version folder (the manifest's ``folder``).
     ``fixed_split``: the input's ``split`` column decides each document's split.
+    ``resume_key``: see :func:`~llmstack_dagster.core.storage.write_version`.
     """
     mixture_hash = mixture_hash or manifest_hash(inputs)
-    settings = config.model_dump(mode="json", exclude={"num_workers"})
+    settings = config.model_dump(mode="json")
     if fixed_split:
         settings["fixed_split"] = True
     inputs_id = [inputs.content_version, tokenizer_hash(tokenizer_path)]
     version_id = content_version(asset, CODE_VERSION, settings, inputs_id)
-    with write_version(storage, asset, partition, version_id) as version:
+    with write_version(storage, asset, partition, version_id, resume_key) as version:
         manifest = write_token_shards(
-            storage, inputs, tokenizer_path, config, version, mixture_hash, fixed_split
+            storage, inputs, tokenizer_path, config, version, mixture_hash, fixed_split, shard_map
         )
         return version.commit(manifest)
+
+
+def _encode_inputs(
+    storage: Storage,
+    inputs: ShardManifest,
+    tokenizer: Tokenizer,
+    config: TokenShardConfig,
+    version: OutputVersion,
+    columns: list[str],
+    engine: ShardMap,
+) -> list[ShardInfo]:
+    """Every input shard encoded by one engine task into ``version``'s work folder."""
+    engine.require_shared_root(storage.root)
+    progress = Progress(f"{version.asset} encoding", inputs.rows, log)
+    encoded = map_resumable(
+        engine, storage, version.work("encode"),
+        partial(encode_shard, storage, version.work("encoded"), columns, config.docs_per_task),
+        list(enumerate(inputs.shards)),
+        setup=partial(load_worker_tokenizer, tokenizer.to_str()),
+        on_result=lambda shard: progress.advance(shard.rows),
+    )  # fmt: skip
+    progress.finish()
+    return encoded
 
 
 def write_token_shards(
@@ -297,8 +337,10 @@ def write_token_shards(
     version: OutputVersion,
     mixture_hash: str,
     fixed_split: bool = False,
+    shard_map: ShardMap | None = None,
 ) -> ShardManifest:
-    """Write the token shards, index and tokenizer copy into ``version`` (not committed)."""
+    """Write the token shards, index and tokenizer copy into ``version`` (not committed);
+    the encoding runs one task per input shard on ``shard_map`` (default: inline)."""
     asset, partition, base = version.asset, version.partition, version.folder
     tokenizer = load_tokenizer(tokenizer_path)
     eos_id = tokenizer_eos_id(tokenizer_path)
@@ -312,70 +354,56 @@ def write_token_shards(
     date_min: datetime | None = None
     date_max: datetime | None = None
     eos = np.asarray([eos_id], dtype=np.uint32)
-    executor: Executor = (
-        ProcessPoolExecutor(
-            config.num_workers,
-            mp_context=get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(tokenizer.to_str(),),
-        )
-        if config.num_workers > 0
-        else _InProcessExecutor()
+    columns = ["id", "text", "domain", "created", *([SPLIT_COLUMN] if fixed_split else [])]
+    encoded = _encode_inputs(
+        storage, inputs, tokenizer, config, version, columns, local_or(shard_map)
     )
-    if config.num_workers == 0:
-        _init_worker(tokenizer.to_str())
-    with executor:
-        columns = ["id", "text", "domain", "created", *([SPLIT_COLUMN] if fixed_split else [])]
-        for _, table in iter_shard_tables(storage, inputs.shards, columns=columns):
-            texts = table.column("text").to_pylist()
-            splits = table.column(SPLIT_COLUMN).to_pylist() if fixed_split else [None] * len(texts)
-            encoded = [
-                ids
-                for part in executor.map(_encode, _chunks(texts, config.docs_per_task))
-                for ids in part
-            ]
-            if table.num_rows:
-                bounds = pc.min_max(table.column("created")).as_py()
-                date_min = min(filter(None, [date_min, bounds["min"]]))
-                date_max = max(filter(None, [date_max, bounds["max"]]))
-            for doc_id, text, domain, split, ids in zip(
-                table.column("id").to_pylist(),
-                texts,
-                table.column("domain").to_pylist(),
-                splits,
-                encoded,
-                strict=True,
-            ):
-                dom = stats.setdefault(domain, DomainStats())
-                doc = np.concatenate([ids, eos])
-                n_bytes = len(text.encode("utf-8"))
-                remaining = doc_counts[domain] - dom.train_docs - dom.val_docs - 1
-                to_val = (
-                    _fixed_split_is_val(split, doc_id)
-                    if fixed_split
-                    else _goes_to_val(doc_id, dom, remaining, config)
-                )
-                if to_val:
-                    writer = val.get(domain)
-                    if writer is None:
-                        writer = val[domain] = _SplitWriter(
-                            storage,
-                            base,
-                            posixpath.join("val", domain),
-                            "val",
-                            domain,
-                            dtype,
-                            config.max_tokens_per_shard,
-                        )
-                    writer.add(doc, n_bytes)
-                    val_ids.append(doc_id)
-                    dom.val_docs += 1
-                    dom.val_tokens += len(doc)
-                    dom.val_text_bytes += n_bytes
-                else:
-                    train.add(doc, n_bytes)
-                    dom.train_docs += 1
-                    dom.train_tokens += len(doc)
+    for _, table in iter_shard_tables(storage, encoded):
+        tokens = table.column(TOKENS_COLUMN).combine_chunks()
+        values, offsets = tokens.values.to_numpy(), tokens.offsets.to_numpy()
+        n = table.num_rows
+        splits = table.column(SPLIT_COLUMN).to_pylist() if fixed_split else [None] * n
+        if n:
+            bounds = pc.min_max(table.column("created")).as_py()
+            date_min = min(filter(None, [date_min, bounds["min"]]))
+            date_max = max(filter(None, [date_max, bounds["max"]]))
+        for i, doc_id, domain, split, n_bytes in zip(
+            range(n),
+            table.column("id").to_pylist(),
+            table.column("domain").to_pylist(),
+            splits,
+            table.column("text_bytes").to_pylist(),
+            strict=True,
+        ):
+            dom = stats.setdefault(domain, DomainStats())
+            doc = np.concatenate([values[offsets[i] : offsets[i + 1]], eos])
+            remaining = doc_counts[domain] - dom.train_docs - dom.val_docs - 1
+            to_val = (
+                _fixed_split_is_val(split, doc_id)
+                if fixed_split
+                else _goes_to_val(doc_id, dom, remaining, config)
+            )
+            if to_val:
+                writer = val.get(domain)
+                if writer is None:
+                    writer = val[domain] = _SplitWriter(
+                        storage,
+                        base,
+                        posixpath.join("val", domain),
+                        "val",
+                        domain,
+                        dtype,
+                        config.max_tokens_per_shard,
+                    )
+                writer.add(doc, n_bytes)
+                val_ids.append(doc_id)
+                dom.val_docs += 1
+                dom.val_tokens += len(doc)
+                dom.val_text_bytes += n_bytes
+            else:
+                train.add(doc, n_bytes)
+                dom.train_docs += 1
+                dom.train_tokens += len(doc)
     for writer in [train, *val.values()]:
         writer.flush()
     val_ids_rel = posixpath.join(base, VAL_IDS_FILE)  # small: the held-out documents only

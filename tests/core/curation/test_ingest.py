@@ -1,4 +1,5 @@
-"""Ingestion of real files in every supported format, and exact quarantine accounting."""
+"""Ingestion of real files in every supported format, exact quarantine accounting, files as
+engine tasks (any worker count, caps included) and retries that resume."""
 
 import gzip
 import json
@@ -8,10 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from support.resume import FailOnce
 
+from llmstack_dagster.core.curation import ingest as ingest_module
 from llmstack_dagster.core.curation.ingest import ingest_domain
 from llmstack_dagster.core.curation.readers import SourceError
 from llmstack_dagster.core.curation.sources import DomainConfig
+from llmstack_dagster.core.scale.shard_map import LocalShardMap
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA
 from llmstack_dagster.core.storage import Storage, iter_shard_tables, read_manifest
 
@@ -275,3 +279,71 @@ def test_rematerializing_is_idempotent_and_deterministic(storage, shared_data, t
     assert storage.entries("raw_documents/news") == ["manifest.json", third.version]
     schema = other.read_table(second.shards[0].path).schema
     assert schema.equals(DOCUMENT_SCHEMA)
+
+
+def _multi_file_source(folder: Path, **settings) -> dict:
+    """Five JSONL files: a filter, duplicate ids in a file and across files, a malformed
+    line, a file the filter empties and a folder that matches the glob."""
+    files = {
+        "a": [("1", "keep"), ("2", "skip"), ("1", "keep"), ("3", "keep")],
+        "b": [("4", "keep"), None, ("3", "keep")],
+        "c": [("5", "skip"), ("6", "skip")],
+        "e": [(str(i), "keep") for i in range(7, 12)],
+    }
+    folder.mkdir(exist_ok=True)
+    for name, rows in files.items():
+        lines = [b"{bad" if r is None else json.dumps(
+            {"id": r[0], "text": f"text of {name}{r[0]}", "kind": r[1]}).encode() for r in rows
+        ]  # fmt: skip
+        (folder / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (folder / "d.jsonl").mkdir(exist_ok=True)  # not a regular file: one quarantine row
+    filter_ = {"field": "kind", "values": ["keep"]}
+    return {"kind": "jsonl", "paths": [f"{folder}/*.jsonl"], "filter": filter_, **settings}
+
+
+def _ingest_bytes(storage: Storage, sources: list[dict], **kwargs) -> tuple[list, dict]:
+    config = DomainConfig.model_validate({"sources": sources})
+    manifest = ingest_domain(storage, "web", config, max_shard_rows=3, **kwargs)
+    files = [storage.read_bytes(s.path) for s in [*manifest.shards, *manifest.drops]]
+    return files, manifest.model_dump(exclude={"version", "shards", "drops"})
+
+
+def test_files_as_tasks_give_the_sequential_result_on_any_worker_count(tmp_path: Path) -> None:
+    sources = [_multi_file_source(tmp_path / "in", name="all")] + [
+        _multi_file_source(tmp_path / "in", name=f"cap{cap}", max_docs=cap)
+        for cap in (1, 3, 4, 6, 9, 20)
+    ]
+    two = LocalShardMap(2)
+    one_worker = _ingest_bytes(Storage(str(tmp_path / "one")), sources)
+    two_workers = _ingest_bytes(Storage(str(tmp_path / "two")), sources, shard_map=two)
+    two.close()
+    assert one_worker == two_workers
+    per_source = one_worker[1]["extra"]["per_source"]
+    assert {name: c["read"] for name, c in per_source.items()} == {
+        "all": 12, "cap1": 1, "cap3": 3, "cap4": 4, "cap6": 6, "cap9": 9, "cap20": 12,
+    }  # fmt: skip
+    assert per_source["all"] == {
+        "read": 12, "written": 8, "quarantined": 4, "skipped_by_filter": 3,
+        "field_present:filter": 13, "quarantined:duplicate_id": 2,
+        "quarantined:malformed_json": 1, "quarantined:not_a_regular_file": 1,
+    }  # fmt: skip
+    # cap 6 is met after b.jsonl: the filtered records of c.jsonl still count, and the
+    # folder d.jsonl's record stops the reading (as when the files are read one by one)
+    assert per_source["cap6"]["skipped_by_filter"] == 3
+    assert "quarantined:not_a_regular_file" not in per_source["cap6"]
+
+
+def test_a_retry_reads_only_the_files_its_run_did_not(tmp_path: Path, monkeypatch) -> None:
+    spy = FailOnce(ingest_module.ingest_file)
+    monkeypatch.setattr(ingest_module, "ingest_file", spy)
+    runs = {}
+    sources = [_multi_file_source(tmp_path / "in", name="all")]
+    for root, keys in (("other", ("A", "B")), ("same", ("A", "A"))):
+        storage = Storage(str(tmp_path / root))
+        spy.calls, spy.armed = 0, True
+        with pytest.raises(RuntimeError, match="killed"):
+            _ingest_bytes(storage, sources, resume_key=keys[0])
+        spy.retry()
+        runs[root] = (_ingest_bytes(storage, sources, resume_key=keys[1]), spy.calls)
+    assert runs["other"][1] == 5 and runs["same"][1] == 4
+    assert runs["other"][0] == runs["same"][0]

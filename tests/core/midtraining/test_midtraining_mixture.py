@@ -71,9 +71,7 @@ def pretraining(shared_data, tokenizer_file, tmp_path_factory) -> Pretraining:
     mixture = materialize_mixture(
         storage, selected, MixtureConfig(token_budget=10**6, max_epochs=2.0, shard_rows=40)
     )
-    tokens = run_token_shards(
-        storage, mixture, tokenizer_file, TokenShardConfig(val_fraction=0.1, num_workers=0)
-    )
+    tokens = run_token_shards(storage, mixture, tokenizer_file, TokenShardConfig(val_fraction=0.1))
     return Pretraining(storage, selected, mixture, tokens, tokenizer_file)
 
 
@@ -82,7 +80,6 @@ def _config(**overrides) -> MidtrainingMixtureConfig:
         "target_domains": ["code"],
         "token_budget": 150_000,
         "replay_fraction": 0.2,
-        "num_workers": 0,
         "max_tokens_per_shard": 20_000,
         "shard_rows": 40,
     }

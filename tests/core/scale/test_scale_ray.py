@@ -1,12 +1,14 @@
 """The routed stages and the dedup shuffle on an in-process Ray cluster give the bytes the
 local backend gives, on the demo corpus and on a synthetic corpus (quality scoring:
-``tests/core/curation/quality/test_scoring_on_ray.py``, beside its reference LM fixture)."""
+``tests/core/curation/quality/test_scoring_on_ray.py``, beside its reference LM fixture);
+ingestion (capped sources included) and tokenization too."""
 
 import shutil
 from pathlib import Path
 
 import pytest
 from support.dedup_corpus import synthetic_domains
+from support.training_data import assert_same_output
 
 from llmstack_dagster.core.curation.dedup import DedupConfig, compute_fingerprints
 from llmstack_dagster.core.curation.dedup.clusters import find_duplicate_clusters
@@ -21,6 +23,7 @@ from llmstack_dagster.core.curation.selection.dsir import DSIRConfig, _select, f
 from llmstack_dagster.core.scale.ray_backend import RayShardMap
 from llmstack_dagster.core.scale.shard_map import LocalShardMap
 from llmstack_dagster.core.storage import ShardManifest, Storage
+from llmstack_dagster.core.training.token_shards import TokenShardConfig, run_token_shards
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 CONFIG = DedupConfig()
@@ -38,6 +41,31 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Shar
 
 def shard_bytes(storage: Storage, manifest: ShardManifest) -> list[bytes]:
     return [storage.read_bytes(s.path) for s in manifest.shards]
+
+
+def test_ingestion_on_ray_equals_local(tmp_path: Path) -> None:
+    domains = load_corpus(None).domains
+    books = domains["books"].model_copy(deep=True)
+    books.sources[0].max_docs = 7  # 12 files: windows of 2, the cap inside the fourth file
+    runs = {}
+    for name, engine in (("local", LocalShardMap()), ("ray", RayShardMap(workers=2))):
+        storage = Storage(str(tmp_path / name))
+        runs[name] = [
+            (manifest.counts, manifest.extra, [storage.read_bytes(s.path) for s in manifest.shards])
+            for manifest in (
+                ingest_domain(storage, d, c, max_shard_rows=150, shard_map=engine)
+                for d, c in (("books", books), ("web", domains["web"]))
+            )
+        ]
+    assert runs["local"] == runs["ray"] and runs["local"][0][0]["read"] == 7
+
+
+def test_tokenization_on_ray_equals_local(corpus, tokenizer_file, token_data) -> None:
+    storage, manifest = corpus
+    config = TokenShardConfig(val_fraction=0.1, max_tokens_per_shard=60_000)
+    result = run_token_shards(storage, manifest, tokenizer_file, config, asset="tokenized_ray",
+                              shard_map=RayShardMap(workers=2))  # fmt: skip
+    assert_same_output(Path(storage.local_path(result.folder)), token_data)
 
 
 def test_fingerprints_on_ray_equal_local(demo) -> None:

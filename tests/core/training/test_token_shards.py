@@ -3,9 +3,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
+from support.resume import FailOnce
+from support.training_data import assert_same_output
 
+from llmstack_dagster.core.scale.shard_map import LocalShardMap
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, documents_table, make_document
 from llmstack_dagster.core.storage import ShardManifest, ShardWriter, read_manifest
+from llmstack_dagster.core.training import token_shards
 from llmstack_dagster.core.training.token_shards import (
     TokenShardConfig,
     load_token_index,
@@ -55,27 +60,12 @@ def test_every_domain_has_a_val_split(token_data: Path) -> None:
     assert len(index.split_shards("train")) > 1  # bounded shards
 
 
-def test_parallel_workers_give_identical_output(
-    corpus, tokenizer_file, token_data, tmp_path
-) -> None:
+def test_two_local_workers_give_identical_output(corpus, tokenizer_file, token_data) -> None:
     storage, manifest = corpus
-    result = run_token_shards(
-        storage,
-        manifest,
-        tokenizer_file,
-        TokenShardConfig(
-            val_fraction=0.1, num_workers=2, docs_per_task=16, max_tokens_per_shard=60_000
-        ),
-        asset="tokenized_parallel",
-    )
-    parallel = Path(storage.local_path(result.folder))
-    parallel_index, serial_index = load_token_index(parallel), load_token_index(token_data)
-    assert parallel_index.data_version != serial_index.data_version  # another asset's output
-    assert parallel_index.model_copy(update={"data_version": None}) == serial_index.model_copy(
-        update={"data_version": None}
-    )
-    for shard in load_token_index(parallel).shards:
-        assert (parallel / shard.path).read_bytes() == (token_data / shard.path).read_bytes()
+    config = TokenShardConfig(val_fraction=0.1, docs_per_task=16, max_tokens_per_shard=60_000)
+    result = run_token_shards(storage, manifest, tokenizer_file, config,
+                              asset="tokenized_parallel", shard_map=LocalShardMap(2))  # fmt: skip
+    assert_same_output(Path(storage.local_path(result.folder)), token_data)
     written = read_manifest(storage, "tokenized_parallel", None)
     assert written.counts["documents"] == sum(s.rows for s in manifest.shards)
 
@@ -96,7 +86,7 @@ def test_a_single_document_domain_keeps_its_training_tokens(corpus, tokenizer_fi
     writer = ShardWriter(storage, "mixture/few", DOCUMENT_SCHEMA, max_rows=200)
     writer.write_table(documents_table([lone, *rows, *pair]))
     few = ShardManifest(asset="mixture", partition="few", shards=writer.close())
-    config = TokenShardConfig(val_fraction=0.5, min_val_docs=2, num_workers=0)
+    config = TokenShardConfig(val_fraction=0.5, min_val_docs=2)
     result = run_token_shards(storage, few, tokenizer_file, config, asset="tokenized_few")
     index = load_token_index(Path(storage.local_path(result.folder)))
     academic, wiki = index.domains["academic"], index.domains["wiki"]
@@ -110,3 +100,24 @@ def test_a_single_document_domain_keeps_its_training_tokens(corpus, tokenizer_fi
     assert [w.split("'")[1] for w in index.warnings] == ["academic", "wiki"]
     assert result.extra["warnings"] == index.warnings
     assert "academic" in caplog.text
+
+
+def test_a_retry_encodes_only_the_shards_its_run_did_not(
+    corpus, tokenizer_file, token_data, monkeypatch
+) -> None:
+    storage, manifest = corpus
+    config = TokenShardConfig(val_fraction=0.1, max_tokens_per_shard=60_000)
+    spy = FailOnce(token_shards.encode_shard)
+    monkeypatch.setattr(token_shards, "encode_shard", spy)
+    calls = {}
+    for asset, keys in (("tokenized_other_run", ("A", "B")), ("tokenized_same_run", ("A", "A"))):
+        spy.calls, spy.armed = 0, True
+        with pytest.raises(RuntimeError, match="killed"):
+            run_token_shards(storage, manifest, tokenizer_file, config, asset, resume_key=keys[0])
+        spy.retry()
+        result = run_token_shards(storage, manifest, tokenizer_file, config, asset,
+                                  resume_key=keys[1])  # fmt: skip
+        assert_same_output(Path(storage.local_path(result.folder)), token_data)
+        calls[asset] = spy.calls
+    n = len(manifest.shards)
+    assert n > 1 and calls == {"tokenized_other_run": n, "tokenized_same_run": n - 1}

@@ -15,6 +15,7 @@ from llmstack_dagster.core.curation.dedup.config import DedupConfig
 from llmstack_dagster.core.curation.dedup.exact import exact_hash128
 from llmstack_dagster.core.curation.dedup.minhash import MinHasher
 from llmstack_dagster.core.progress import Progress
+from llmstack_dagster.core.scale.resumable import map_resumable
 from llmstack_dagster.core.scale.shard_map import ShardMap, local_or
 from llmstack_dagster.core.schema import TIMESTAMP
 from llmstack_dagster.core.storage import (
@@ -23,6 +24,7 @@ from llmstack_dagster.core.storage import (
     Storage,
     build_version,
     content_version,
+    work_dir,
 )
 
 ASSET = "document_fingerprints"
@@ -87,12 +89,15 @@ def compute_fingerprints(
     domain: str,
     config: DedupConfig,
     shard_map: ShardMap | None = None,
+    resume_key: str | None = None,
 ) -> ShardManifest:
     """Write one fingerprint shard per document shard under ``document_fingerprints/{domain}``.
 
     Each document shard is one task on ``shard_map`` (inline on this machine by default). A
     task streams its shard in batches of ``config.batch_docs``; memory holds one shard's
     fingerprints (about 0.5 KB per document with 112 permutations) and one batch of text.
+    A retry with the same ``resume_key`` runs only the shards not done yet (see
+    :func:`~llmstack_dagster.core.storage.write_version`).
     """
     engine = local_or(shard_map)
     engine.require_shared_root(storage.root)
@@ -102,6 +107,7 @@ def compute_fingerprints(
     return build_version(
         storage, ASSET, domain, version_id,
         lambda v: _fingerprint_shards(storage, documents, domain, config, v.folder, engine),
+        resume_key,
     )  # fmt: skip
 
 
@@ -135,11 +141,12 @@ def _fingerprint_shards(
 ) -> ShardManifest:
     progress = Progress(f"{ASSET}[{domain}]", documents.rows, log)
     started = time.perf_counter()
-    results = engine.map(
+    results = map_resumable(
+        engine, storage, work_dir(folder, "fingerprint"),
         partial(fingerprint_shard, storage, domain, config, folder),
         list(enumerate(documents.shards)),
         on_result=lambda result: progress.advance(result[0].rows),
-    )
+    )  # fmt: skip
     shards = [shard for shard, _, _ in results]
     total_bytes = sum(text_bytes for _, text_bytes, _ in results)
     empty = sum(count for _, _, count in results)

@@ -55,6 +55,7 @@ from llmstack_dagster.core.curation.quality.reference_lm import (
 from llmstack_dagster.core.curation.quality.report import ScoreSummary
 from llmstack_dagster.core.curation.quality.rules import Rule
 from llmstack_dagster.core.progress import Progress
+from llmstack_dagster.core.scale.resumable import map_resumable
 from llmstack_dagster.core.scale.shard_map import ShardMap, local_or
 from llmstack_dagster.core.schema import DOCUMENT_SCHEMA, DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
@@ -176,16 +177,18 @@ def score_shard(
 
 def _score_pass(
     storage: Storage, documents: ShardManifest, is_code: bool, reference_lm: ReferenceLM,
-    config: QualityConfig, folder: str, engine: ShardMap,
+    config: QualityConfig, folder: str, engine: ShardMap, work: str,
 ) -> list[ShardInfo]:  # fmt: skip
-    """Pass 1, one task per document shard on ``engine``; the models load once per worker."""
+    """Pass 1, one task per document shard on ``engine``; the models load once per worker.
+    Tasks recorded in ``work`` by an earlier attempt are not run again."""
     progress = Progress(f"{ASSET}[{documents.partition}] scoring", documents.rows, log)
-    written = engine.map_with_state(
-        partial(load_worker_scorers, storage, reference_lm, config),
+    written = map_resumable(
+        engine, storage, work,
         partial(score_shard, storage, is_code, config.batch_size, folder),
         list(enumerate(documents.shards)),
+        setup=partial(load_worker_scorers, storage, reference_lm, config),
         on_result=lambda shards: progress.advance(sum(s.rows for s in shards)),
-    )
+    )  # fmt: skip
     progress.finish()
     return [shard for shards in written for shard in shards]
 
@@ -256,9 +259,11 @@ def score_quality(
     reference_lm: ReferenceLM,
     config: QualityConfig,
     shard_map: ShardMap | None = None,
+    resume_key: str | None = None,
 ) -> ShardManifest:
     """Score, decide and write one domain partition; see the module docstring. Scoring runs
-    one task per document shard on ``shard_map`` (default: inline on this machine).
+    one task per document shard on ``shard_map`` (default: inline on this machine); a retry
+    with the same ``resume_key`` scores only the shards not done yet.
 
     Returns the manifest of the kept set (``shards``) with the drops; ``extra`` holds the scored
     shards, keep rates per reason and per domain, the histogram PNG path and the attribute
@@ -279,9 +284,12 @@ def score_quality(
         pass1_shards = _cached_scores(storage, scores_dir, fingerprint, summary)
         reused = pass1_shards is not None
         if pass1_shards is None:
-            storage.rm(scores_dir)
+            for name in storage.entries(scores_dir):  # a retry's finished shards stay
+                if name != fingerprint[:16]:
+                    storage.rm(posixpath.join(scores_dir, name))
             pass1_shards = _score_pass(storage, documents, is_code, reference_lm, config,
-                                       posixpath.join(scores_dir, fingerprint[:16]), engine)
+                                       posixpath.join(scores_dir, fingerprint[:16]), engine,
+                                       version.work("score"))  # fmt: skip
             _summarize(storage, pass1_shards, summary)
             index = {"fingerprint": fingerprint, "shards": [s.model_dump() for s in pass1_shards]}
             storage.write_json(posixpath.join(scores_dir, SCORES_INDEX), index)
@@ -290,7 +298,7 @@ def score_quality(
         manifest.extra["scores_reused"] = reused
         return manifest
 
-    return build_version(storage, ASSET, domain, version_id, build)
+    return build_version(storage, ASSET, domain, version_id, build, resume_key)
 
 
 def _decide(

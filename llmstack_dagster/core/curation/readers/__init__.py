@@ -23,14 +23,19 @@ the byte layer ``warc_bytes``, and the record and error types in ``base``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 from llmstack_dagster.core.curation.readers.base import RawRecord, SourceError
-from llmstack_dagster.core.curation.readers.files import expand_paths
+from llmstack_dagster.core.curation.readers.files import (
+    FileRecords,
+    expand_paths,
+    unreadable_source,
+)
 from llmstack_dagster.core.curation.readers.huggingface import read_huggingface
-from llmstack_dagster.core.curation.readers.jsonl import read_jsonl
-from llmstack_dagster.core.curation.readers.parquet import read_parquet
-from llmstack_dagster.core.curation.readers.text_dir import read_text_dir
-from llmstack_dagster.core.curation.readers.warc import read_warc
+from llmstack_dagster.core.curation.readers.jsonl import jsonl_file, read_jsonl
+from llmstack_dagster.core.curation.readers.parquet import parquet_file, read_parquet
+from llmstack_dagster.core.curation.readers.text_dir import read_text_dir, text_dir_paths, text_file
+from llmstack_dagster.core.curation.readers.warc import read_warc, warc_file
 from llmstack_dagster.core.curation.sources import (
     HuggingFaceSource,
     JsonlSource,
@@ -40,7 +45,16 @@ from llmstack_dagster.core.curation.sources import (
     WarcSource,
 )
 
-__all__ = ["RawRecord", "SourceError", "expand_paths", "read_source"]
+__all__ = [
+    "FileRecords",
+    "RawRecord",
+    "SourceError",
+    "expand_paths",
+    "read_source",
+    "read_source_file",
+    "source_files",
+    "unreadable_source",
+]
 
 
 def read_source(source: SourceBase) -> Iterator[RawRecord]:
@@ -53,3 +67,27 @@ def read_source(source: SourceBase) -> Iterator[RawRecord]:
         HuggingFaceSource: read_huggingface,
     }
     return readers[type(source)](source)
+
+
+def source_files(source: SourceBase) -> list[str]:
+    """The files :func:`read_source` reads, in its order (a Hugging Face dataset: one entry,
+    its name); a missing file or a glob that matches nothing is a :class:`SourceError`."""
+    if isinstance(source, HuggingFaceSource):
+        return [source.dataset]
+    if isinstance(source, TextDirSource):
+        return text_dir_paths(source)[2]
+    return expand_paths(source, list(getattr(source, "paths", [])))
+
+
+def read_source_file(source: SourceBase, file: str) -> FileRecords:
+    """The records of one entry of :func:`source_files`, as :func:`read_source` yields them
+    (a source none of whose files can be opened: see :func:`unreadable_source`)."""
+    if isinstance(source, HuggingFaceSource):
+        return FileRecords(source, read_huggingface)
+    per_file = {
+        JsonlSource: jsonl_file,
+        ParquetSource: parquet_file,
+        TextDirSource: partial(text_file, source),
+        WarcSource: partial(warc_file, source),
+    }
+    return FileRecords(file, per_file[type(source)])

@@ -14,6 +14,10 @@ class SourceError(RuntimeError):
     def __init__(self, source: str, message: str) -> None:
         super().__init__(f"source {source!r}: {message}")
         self.source = source
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[SourceError], tuple[str, str]]:
+        return SourceError, (self.source, self.message)  # raised again by a worker's caller
 
 
 @dataclass(frozen=True)

@@ -128,26 +128,45 @@ def open_binary(
         yield handle
 
 
+class FileRecords:
+    """One file's records; a file that cannot be opened is one quarantine record, and then
+    ``failure`` says why (it stays None for a file that was read, even partly)."""
+
+    def __init__(self, item: Any, read_one: Callable[[Any], Iterator[RawRecord]]) -> None:
+        self.item = item
+        self.read_one = read_one
+        self.failure: str | None = None
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        produced = False
+        try:
+            for raw in self.read_one(self.item):
+                produced = True
+                yield raw
+        except BadFile as bad:
+            if not produced:
+                self.failure = f"{bad.uri} ({bad.reason}: {bad.detail})"
+            yield RawRecord(
+                bad.uri, bad.locator, error=bad.reason, detail=f"{bad.uri}: {bad.detail}"
+            )
+
+
+def unreadable_source(source: SourceBase, failures: list[str]) -> SourceError:
+    """The error for a source none of whose files could be opened."""
+    more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+    return SourceError(source.name, "no file could be read: " + "; ".join(failures[:5]) + more)
+
+
 def read_files(
     source: SourceBase, items: list[Any], read_one: Callable[[Any], Iterator[RawRecord]]
 ) -> Iterator[RawRecord]:
     """Every file's records; a file that cannot be opened is one quarantine row, and a source
     none of whose files can be opened is a :class:`SourceError` naming them."""
     failures: list[str] = []
-    opened = 0
     for item in items:
-        produced = False
-        try:
-            for raw in read_one(item):
-                produced = True
-                yield raw
-            opened += 1
-        except BadFile as bad:
-            opened += produced
-            failures.append(f"{bad.uri} ({bad.reason}: {bad.detail})")
-            yield RawRecord(
-                bad.uri, bad.locator, error=bad.reason, detail=f"{bad.uri}: {bad.detail}"
-            )
-    if failures and not opened:
-        more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
-        raise SourceError(source.name, "no file could be read: " + "; ".join(failures[:5]) + more)
+        records = FileRecords(item, read_one)
+        yield from records
+        if records.failure is not None:
+            failures.append(records.failure)
+    if failures and len(failures) == len(items):
+        raise unreadable_source(source, failures)

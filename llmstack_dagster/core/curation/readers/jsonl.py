@@ -38,7 +38,7 @@ def _jsonl_record(url: str, line_no: int, line: bytes) -> RawRecord:
     return RawRecord(url, locator, record=record)
 
 
-def _jsonl_file(url: str) -> Iterator[RawRecord]:
+def jsonl_file(url: str) -> Iterator[RawRecord]:
     fs, path = url_to_fs(url)
     with open_binary(fs, path, url) as raw:
         line_no = 0
@@ -65,4 +65,4 @@ def _jsonl_file(url: str) -> Iterator[RawRecord]:
 
 
 def read_jsonl(source: JsonlSource) -> Iterator[RawRecord]:
-    yield from read_files(source, expand_paths(source, source.paths), _jsonl_file)
+    yield from read_files(source, expand_paths(source, source.paths), jsonl_file)

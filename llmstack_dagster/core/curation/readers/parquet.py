@@ -69,7 +69,7 @@ def _row_group(parquet: pq.ParquetFile, url: str, group: int, first: int) -> Ite
         )
 
 
-def _parquet_file(url: str) -> Iterator[RawRecord]:
+def parquet_file(url: str) -> Iterator[RawRecord]:
     with _open_parquet(url) as parquet:
         first = 0
         for group in range(parquet.num_row_groups):
@@ -78,4 +78,4 @@ def _parquet_file(url: str) -> Iterator[RawRecord]:
 
 
 def read_parquet(source: ParquetSource) -> Iterator[RawRecord]:
-    yield from read_files(source, expand_paths(source, source.paths), _parquet_file)
+    yield from read_files(source, expand_paths(source, source.paths), parquet_file)

@@ -43,6 +43,12 @@ def text_dir_paths(source: TextDirSource) -> tuple[AbstractFileSystem, str, list
     return fs, base, paths
 
 
+def text_file(source: TextDirSource, path: str) -> Iterator[RawRecord]:
+    """The record of one file of :func:`text_dir_paths`."""
+    fs, base = url_to_fs(source.path)
+    return _text_file(fs, base.rstrip("/"), path)
+
+
 def read_text_dir(source: TextDirSource) -> Iterator[RawRecord]:
     fs, base, paths = text_dir_paths(source)
     yield from read_files(source, paths, lambda path: _text_file(fs, base, path))

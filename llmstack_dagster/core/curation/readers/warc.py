@@ -76,7 +76,7 @@ def _warc_response(source: WarcSource, url: str, index: int, data: bytes) -> Raw
     )
 
 
-def _warc_file(source: WarcSource, url: str) -> Iterator[RawRecord]:
+def warc_file(source: WarcSource, url: str) -> Iterator[RawRecord]:
     fs, path = url_to_fs(url)
     with open_binary(fs, path, url) as raw:
         index = 0
@@ -100,4 +100,4 @@ def _warc_file(source: WarcSource, url: str) -> Iterator[RawRecord]:
 def read_warc(source: WarcSource) -> Iterator[RawRecord]:
     """HTTP responses with HTML from WARC files, extracted to main-content text."""
     urls = expand_paths(source, source.paths)
-    yield from read_files(source, urls, lambda url: _warc_file(source, url))
+    yield from read_files(source, urls, lambda url: warc_file(source, url))

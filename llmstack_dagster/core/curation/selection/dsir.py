@@ -29,6 +29,7 @@ from llmstack_dagster.core.curation.selection.shard_tables import (
     iter_column_batches,
     unified_schema,
 )
+from llmstack_dagster.core.scale.resumable import map_resumable
 from llmstack_dagster.core.scale.shard_map import ShardMap, local_or
 from llmstack_dagster.core.schema import DROP_SCHEMA, make_drop
 from llmstack_dagster.core.storage import (
@@ -38,6 +39,7 @@ from llmstack_dagster.core.storage import (
     Storage,
     build_version,
     content_version,
+    work_dir,
 )
 
 ASSET = "dsir_selected"
@@ -196,11 +198,14 @@ def weigh_shard(
 
 
 def raw_bucket_counts(
-    storage: Storage, documents: ShardManifest, config: DSIRConfig, engine: ShardMap
+    storage: Storage, documents: ShardManifest, config: DSIRConfig, engine: ShardMap, work: str
 ) -> np.ndarray:
     """:func:`fit_bucket_counts` over the domain with its cap, one engine task per shard: the
-    shard where the cap falls is refitted up to the document that passes it."""
-    features = engine.map(partial(featurize_shard, storage, config), documents.shards)
+    shard where the cap falls is refitted up to the document that passes it. Finished tasks
+    are recorded in ``work`` (see :func:`~llmstack_dagster.core.scale.resumable.map_resumable`)."""
+    features = map_resumable(
+        engine, storage, work, partial(featurize_shard, storage, config), documents.shards
+    )
     counts = np.zeros(config.num_buckets, dtype=np.int64)
     cap = config.raw_fit_max_ngrams
     for shard, (shard_counts, per_doc) in zip(documents.shards, features, strict=True):
@@ -218,12 +223,15 @@ def select_dsir(
     target_counts: np.ndarray,
     config: DSIRConfig | None = None,
     shard_map: ShardMap | None = None,
+    resume_key: str | None = None,
 ) -> ShardManifest:
     """Run DSIR on one domain's documents; returns the ``dsir_selected`` manifest.
 
     Kept documents keep all their columns plus ``dsir_log_weight``; the others are drops with
     reason ``dsir_not_selected`` (or ``dsir_too_short``) and their weight in ``detail``.
-    Featurization and weighting run one task per shard on ``shard_map`` (default inline).
+    Featurization and weighting run one task per shard on ``shard_map`` (default inline); a
+    retry with the same ``resume_key`` runs only the tasks not done yet (see
+    :func:`~llmstack_dagster.core.storage.write_version`).
     """
     config = config or DSIRConfig()
     engine = local_or(shard_map)
@@ -235,6 +243,7 @@ def select_dsir(
     return build_version(
         storage, ASSET, domain, version_id,
         lambda v: _select(storage, documents, domain, target_counts, config, v.folder, engine),
+        resume_key,
     )  # fmt: skip
 
 
@@ -250,9 +259,12 @@ def _select(
     if len(target_counts) != config.num_buckets:
         raise ValueError(f"target has {len(target_counts)} buckets, config {config.num_buckets}")
 
-    raw_counts = raw_bucket_counts(storage, documents, config, engine)
+    raw_counts = raw_bucket_counts(
+        storage, documents, config, engine, work_dir(folder, "featurize")
+    )
     log_ratio = log_importance_ratio(target_counts, raw_counts, config.epsilon)
-    weighed = engine.map(partial(weigh_shard, storage, config, log_ratio), documents.shards)
+    weigh = partial(weigh_shard, storage, config, log_ratio)
+    weighed = map_resumable(engine, storage, work_dir(folder, "weigh"), weigh, documents.shards)
     log_weights = np.concatenate([np.empty(0)] + [w for w, _ in weighed])
     lengths = np.concatenate([np.empty(0, dtype=np.int64)] + [n for _, n in weighed])
     selected, too_short = select_indices(log_weights, lengths, domain, config)

@@ -11,7 +11,7 @@ from llmstack_dagster.core.scale.ray_backend import RayShardMap
 from llmstack_dagster.core.scale.shard_map import LocalShardMap
 from llmstack_dagster.core.storage import ShardManifest, Storage
 
-pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 
 def test_scores_on_ray_actors_equal_local(
@@ -23,7 +23,7 @@ def test_scores_on_ray_actors_equal_local(
                          shards=[s for p in parts for s in p.shards])  # fmt: skip
     runs = {
         name: _score_pass(lm_storage, docs, False, reference_lm, QualityConfig(), f"q-{name}",
-                          engine)  # fmt: skip
+                          engine, f"q-{name}/.work")  # fmt: skip
         for name, engine in (("local", LocalShardMap()), ("ray", RayShardMap(workers=2)))
     }
     assert [s.rows for s in runs["local"]] == [s.rows for s in docs.shards] == [15, 15, 15]
