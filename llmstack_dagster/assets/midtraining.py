@@ -31,6 +31,7 @@ from llmstack_dagster.assets.common import (
     chart_metadata,
     domain_partitions,
     markdown_table,
+    resume_key,
     version_metadata,
 )
 from llmstack_dagster.assets.training_runs import (
@@ -223,6 +224,7 @@ def midtraining_mixture(
                 seed=config.seed,
             ),
             shard_map=shard_map.get(),
+            resume_key=resume_key(context),
         )
     extra = manifest.extra
     for warning in extra.get("warnings", []):

@@ -149,10 +149,13 @@ def build_midtraining_mixture(
     asset: str = ASSET,
     partition: str | None = None,
     shard_map: ShardMap | None = None,
+    resume_key: str | None = None,
 ) -> ShardManifest:
     """Sample, split, order and tokenize the midtraining mixture; returns its token shards'
     manifest (``extra``: the composition, accounting, budgets and warnings). The tokenization
-    runs one task per text shard on ``shard_map`` (default: inline).
+    runs one task per text shard on ``shard_map`` (default: inline); a retry with the same
+    ``resume_key`` encodes only the shards its failed attempt did not (see
+    :func:`~llmstack_dagster.core.storage.write_version`).
 
     ``targets``: the ``dsir_selected`` manifest of each target domain; ``replay``: the
     ``sampled_mixture``; ``pretrain_val_ids``: the pretraining token shards' manifest, the
@@ -179,6 +182,7 @@ def build_midtraining_mixture(
         partition,
         version_id,
         lambda v: _build(storage, targets, replay, val_ids, tokenizer_path, config, v, shard_map),
+        resume_key,
     )
 
 

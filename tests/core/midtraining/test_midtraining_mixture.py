@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from support.resume import FailOnce
 from support.training_data import sample_documents
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -30,6 +31,7 @@ from llmstack_dagster.core.storage import (
     current_manifest,
     iter_shard_tables,
 )
+from llmstack_dagster.core.training import token_shards
 from llmstack_dagster.core.training.token_shards import (
     TokenShardConfig,
     TokenShardIndex,
@@ -91,6 +93,7 @@ def _build(
     asset: str = "midtraining_mixture",
     targets: dict[str, ShardManifest] | None = None,
     tokenizer: Path | None = None,
+    resume_key: str | None = None,
     **config: object,
 ) -> ShardManifest:
     return build_midtraining_mixture(
@@ -101,6 +104,7 @@ def _build(
         tokenizer_path=tokenizer or p.tokenizer,
         config=_config(**config),
         asset=asset,
+        resume_key=resume_key,
     )
 
 
@@ -266,6 +270,29 @@ def test_a_failed_run_leaves_the_last_version(pretraining, midtrained, monkeypat
         "manifest.json",
         midtrained.version,
     ]
+
+
+def _train_bytes(p: Pretraining, manifest: ShardManifest) -> bytes:
+    folder = _folder(p, manifest)
+    index = load_token_index(folder)
+    return b"".join((folder / s.path).read_bytes() for s in index.split_shards("train"))
+
+
+def test_a_retry_encodes_only_the_text_shards_its_run_did_not(
+    pretraining, midtrained, monkeypatch
+) -> None:
+    spy = FailOnce(token_shards.encode_shard)
+    monkeypatch.setattr(token_shards, "encode_shard", spy)
+    with pytest.raises(RuntimeError, match="killed"):
+        _build(pretraining, asset="midtraining_retry", resume_key="run-1")
+    spy.retry()
+    result = _build(pretraining, asset="midtraining_retry", resume_key="run-1")
+    text_shards = pretraining.storage.list(result.extra["text_mixture"], ".parquet")
+    assert len(text_shards) > 1 and spy.calls == len(text_shards) - 1
+    assert _train_bytes(pretraining, result) == _train_bytes(pretraining, midtrained)
+    assert load_token_index(_folder(pretraining, result)).shards == load_token_index(
+        _folder(pretraining, midtrained)
+    ).shards
 
 
 def test_a_small_target_repeats_up_to_max_epochs_and_warns(pretraining) -> None:
