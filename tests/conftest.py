@@ -19,10 +19,15 @@ pytest_plugins = ["support.training_data", "support.ray_cluster"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with a ``slow`` test first (stable otherwise), so that ``make test``'s workers
-    start the long files at once instead of ending on them."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    """Files holding ``slow`` tests first, the longest first (``slow(seconds=N)`` estimates a
+    test's time; a bare ``slow`` counts 30 s), the others after in their order, so that
+    ``make test``'s workers start the long files at once instead of ending on them."""
+    weight: dict[Path, float] = {}
+    for item in items:
+        if (marker := item.get_closest_marker("slow")) is not None:
+            seconds = marker.kwargs.get("seconds", 30)
+            weight[item.path] = max(weight.get(item.path, 0), seconds)
+    items.sort(key=lambda item: -weight.get(item.path, 0))
 
 
 @pytest.fixture(scope="session")

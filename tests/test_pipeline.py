@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOMAINS = ["academic", "books", "code", "news", "web", "wiki"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=180)
 def test_demo_pipeline_runs_every_stage(tmp_path: Path) -> None:
     corpus = demo_corpus().model_dump(mode="json")
     for domain in corpus["domains"].values():
