@@ -48,7 +48,7 @@ REMOVAL_SCHEMA = pa.schema(
 )
 
 
-def ordered_shards(fingerprints: dict[str, ShardManifest], config: DedupConfig) -> list[ShardInfo]:
+def _ordered_shards(fingerprints: dict[str, ShardManifest], config: DedupConfig) -> list[ShardInfo]:
     expected = config.signature_params()
     shards = []
     for domain in sorted(fingerprints):
@@ -60,6 +60,20 @@ def ordered_shards(fingerprints: dict[str, ShardManifest], config: DedupConfig) 
             )
         shards.extend(fingerprints[domain].shards)
     return shards
+
+
+def global_index(
+    storage: Storage, fingerprints: dict[str, ShardManifest], config: DedupConfig
+) -> tuple[list[ShardInfo], pa.Table, np.ndarray]:
+    """The fingerprint shards in order, their index columns as one table, and each row's rank
+    in (created, id) order: the global id, so a component's smallest is its oldest document."""
+    shards = _ordered_shards(fingerprints, config)
+    tables = [storage.read_table(s.path, columns=INDEX_COLUMNS) for s in shards]
+    index = pa.concat_tables(tables) if tables else pa.table({c: [] for c in INDEX_COLUMNS})
+    rank = np.empty(index.num_rows, dtype=np.int64)
+    order = pc.sort_indices(index, [("created", "ascending"), ("id", "ascending")])
+    rank[order.to_numpy()] = np.arange(index.num_rows)
+    return shards, index, rank
 
 
 def _read_band(storage: Storage, shards: list[ShardInfo], band: int, rows: int) -> np.ndarray:
@@ -148,14 +162,8 @@ def find_duplicate_clusters(
 def _cluster(
     storage: Storage, fingerprints: dict[str, ShardManifest], config: DedupConfig, folder: str
 ) -> ShardManifest:
-    shards = ordered_shards(fingerprints, config)
-    tables = [storage.read_table(s.path, columns=INDEX_COLUMNS) for s in shards]
-    index = pa.concat_tables(tables) if tables else pa.table({c: [] for c in INDEX_COLUMNS})
+    shards, index, rank = global_index(storage, fingerprints, config)
     n = index.num_rows
-    rank = np.empty(n, dtype=np.int64)
-    rank[pc.sort_indices(index, [("created", "ascending"), ("id", "ascending")]).to_numpy()] = (
-        np.arange(n)
-    )
 
     exact = exact_duplicate_edges(index["hash_hi"].to_numpy(), index["hash_lo"].to_numpy(), rank)
     eligible = np.flatnonzero(index["num_shingles"].to_numpy() > 0) if n else np.zeros(0, int)

@@ -27,11 +27,10 @@ from pydantic import BaseModel, Field
 from llmstack_dagster.core.curation.dedup.clusters import (
     ASSET,
     CODE_VERSION,
-    INDEX_COLUMNS,
     NEAR,
     cluster_removals,
     exact_duplicate_edges,
-    ordered_shards,
+    global_index,
     removal_manifest,
 )
 from llmstack_dagster.core.curation.dedup.config import DedupConfig
@@ -263,14 +262,8 @@ def _cluster(
     folder: str,
     work: str,
 ) -> ShardManifest:
-    shards = ordered_shards(fingerprints, config)
-    tables = [storage.read_table(s.path, columns=INDEX_COLUMNS) for s in shards]
-    index = pa.concat_tables(tables) if tables else pa.table({c: [] for c in INDEX_COLUMNS})
+    shards, index, rank = global_index(storage, fingerprints, config)
     n = index.num_rows
-    rank = np.empty(n, dtype=np.int64)
-    rank[pc.sort_indices(index, [("created", "ascending"), ("id", "ascending")]).to_numpy()] = (
-        np.arange(n)
-    )
     offsets = np.r_[0, np.cumsum([s.rows for s in shards])].astype(np.int64)
     for i in range(len(shards)):
         gids = pa.table({"gid": rank[offsets[i] : offsets[i + 1]]})
