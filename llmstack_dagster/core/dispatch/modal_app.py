@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Literal
@@ -34,6 +35,7 @@ RUNTIME_PACKAGES = (
     "tensorboard",
     "dagster-pipes",
 )
+TRAINING_ENV = {"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 class ModalSpec(BaseModel):
@@ -76,16 +78,22 @@ def pinned(package: str) -> str:
     return f"{package}=={version(package).split('+')[0]}"
 
 
-def image_packages() -> list[str]:
-    return [pinned(p) for p in RUNTIME_PACKAGES]
+def image_packages(packages: Sequence[str] = RUNTIME_PACKAGES) -> list[str]:
+    """``name==version`` of each package, as installed on this machine."""
+    return [pinned(p) for p in packages]
 
 
-def build_image(spec: ModalSpec) -> modal.Image:
-    """Debian slim, the pinned runtime packages, and this package's source."""
+def build_image(
+    spec: ModalSpec,
+    packages: Sequence[str] = RUNTIME_PACKAGES,
+    env: dict[str, str] | None = None,
+) -> modal.Image:
+    """Debian slim, the pinned packages (default: the training runtime's), the environment
+    (default: the training runtime's), and this package's source."""
     return (
         modal.Image.debian_slim(python_version=spec.python_version)
-        .pip_install(*image_packages())
-        .env({"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"})
+        .pip_install(*image_packages(packages))
+        .env(TRAINING_ENV if env is None else env)
         .add_local_python_source(PACKAGE)
     )
 

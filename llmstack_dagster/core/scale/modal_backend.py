@@ -17,7 +17,7 @@ from typing import Any
 import cloudpickle
 import modal
 
-from llmstack_dagster.core.dispatch.modal_app import PACKAGE, ModalSpec, pinned
+from llmstack_dagster.core.dispatch.modal_app import ModalSpec, build_image
 from llmstack_dagster.core.scale.ray_backend import NUMBA_CACHE_DIR
 from llmstack_dagster.core.scale.shard_map import (
     DEFAULT_OPTIONS,
@@ -53,18 +53,10 @@ CURATION_PACKAGES = (
 _container_state: dict[str, Any] = {}
 
 
-def image_packages() -> list[str]:
-    """``name==version`` of each curation package, as installed on this machine."""
-    return [pinned(package) for package in CURATION_PACKAGES]
-
-
 def build_curation_image(spec: ModalSpec) -> modal.Image:
-    """Debian slim, the pinned curation packages, a writable numba cache, this package."""
-    return (
-        modal.Image.debian_slim(python_version=spec.python_version)
-        .pip_install(*image_packages())
-        .env({"PYTHONUNBUFFERED": "1", "NUMBA_CACHE_DIR": NUMBA_CACHE_DIR})
-        .add_local_python_source(PACKAGE)
+    """The training dispatch's image with the curation packages and a writable numba cache."""
+    return build_image(
+        spec, CURATION_PACKAGES, {"PYTHONUNBUFFERED": "1", "NUMBA_CACHE_DIR": NUMBA_CACHE_DIR}
     )
 
 

@@ -7,7 +7,7 @@ from functools import partial
 import modal
 import pytest
 
-from llmstack_dagster.core.dispatch.modal_app import ModalSpec
+from llmstack_dagster.core.dispatch.modal_app import ModalSpec, image_packages
 from llmstack_dagster.core.scale import modal_backend
 from llmstack_dagster.core.scale.modal_backend import ModalShardMap, run_payload
 from llmstack_dagster.core.scale.shard_map import StageOptions
@@ -58,7 +58,7 @@ def test_function_options_reuse_the_training_pinning() -> None:
     gpu = engine.function_options(StageOptions(num_gpus=1, memory_mb=9000))
     assert cpu["gpu"] is None and gpu["gpu"] == "A10G"
     assert cpu["memory"] == 4096 and gpu["memory"] == 9000 and cpu["serialized"]
-    packages = modal_backend.image_packages()
+    packages = image_packages(modal_backend.CURATION_PACKAGES)
     assert any(p.startswith("numba==") for p in packages)
     assert all("==" in p and "+" not in p for p in packages)
 
